@@ -1,0 +1,333 @@
+"""Figures comparing runs: learning curves and accuracy against model size.
+
+Everything here uses matplotlib's object API on an Agg canvas (no pyplot, no
+global state, no display needed) and returns PNG bytes; :func:`write_figures`
+writes them atomically.
+
+* ``loss.png``, ``top1.png``, ``top5.png``: one line per run and split; the
+  colour is the run (the same in every figure), the line style is the split
+  (train solid, val dashed, test dash-dot, train_subset dotted).
+* ``size.png``: best accuracy against parameter count (log x), marker area
+  proportional to FLOPs, every run labelled.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import ClassbenchError
+from ..io import atomic_write_bytes
+from .runs import EVAL_SPLITS, LOWER_IS_BETTER, Run, is_number
+
+#: Every figure is FIGSIZE inches at DPI dots per inch: FIG_PX pixels (width, height).
+FIGSIZE = (11.0, 6.0)
+DPI = 100
+FIG_PX = (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
+
+CURVE_METRICS = ("loss", "top1", "top5")
+X_AXES = ("step", "epoch", "time")
+
+SPLIT_STYLES = {"train": "-", "val": "--", "test": "-.", "train_subset": ":"}
+SPLIT_ORDER = ("train", *EVAL_SPLITS)
+
+METRIC_TITLES = {"loss": "Loss", "top1": "Top-1 accuracy", "top5": "Top-5 accuracy"}
+
+# Okabe-Ito (colour-blind safe) first, then the darker half of tab20, then its lighter half.
+_PALETTE = [
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+]
+# Yellow on white is hard to read as a thin line: use it last.
+_PALETTE = [c for c in _PALETTE if c != "#F0E442"] + ["#F0E442"]
+
+
+def run_colors(runs: Sequence[Run]) -> dict[str, str]:
+    """A stable colour per run label (by position in ``runs``), shared by every figure."""
+    return {r.label or r.name: _PALETTE[i % len(_PALETTE)] for i, r in enumerate(runs)}
+
+
+def ema(values: Sequence[float], alpha: float) -> list[float]:
+    """Exponential moving average with bias correction (TensorBoard-style smoothing).
+
+    ``alpha`` in [0, 1) is the weight of the past; 0 returns the values unchanged.
+    """
+    if not 0.0 <= alpha < 1.0:
+        raise ClassbenchError(f"--smooth must be in [0, 1) (the weight of the past); got {alpha}.")
+    if alpha == 0.0:
+        return [float(v) for v in values]
+    out, s, w = [], 0.0, 0.0
+    for v in values:
+        s = alpha * s + (1 - alpha) * float(v)
+        w = alpha * w + (1 - alpha)
+        out.append(s / w)
+    return out
+
+
+def _new_figure(figsize=FIGSIZE):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png_bytes(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
+    return buf.getvalue()
+
+
+def _style_axes(ax) -> None:
+    ax.grid(True, color="#dddddd", linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _shorten(label: str, n: int = 42) -> str:
+    return label if len(label) <= n else label[: n - 1] + "…"
+
+
+def _x_values(recs: list[dict], x: str) -> tuple[list[float], str]:
+    if x == "epoch":
+        return [float(r.get("epoch", math.nan)) if is_number(r.get("epoch")) else math.nan for r in recs], "epoch"
+    if x == "time":
+        return [float(r["time"]) if is_number(r.get("time")) else math.nan for r in recs], "time"
+    return [float(r["step"]) for r in recs], "step"
+
+
+def _time_unit(max_s: float) -> tuple[float, str]:
+    if max_s >= 3 * 3600:
+        return 3600.0, "wall time (h)"
+    if max_s >= 180:
+        return 60.0, "wall time (min)"
+    return 1.0, "wall time (s)"
+
+
+def curve_figure(
+    runs: Sequence[Run],
+    metric: str,
+    *,
+    x: str = "step",
+    smooth: float = 0.0,
+    title: str | None = None,
+    colors: dict[str, str] | None = None,
+) -> bytes:
+    """One metric against step/epoch/time for every run and split; PNG bytes.
+
+    ``smooth`` (EMA weight of the past) applies to the train lines only: eval
+    lines have few points and smoothing would move their peaks.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import PercentFormatter
+
+    if x not in X_AXES:
+        raise ClassbenchError(f"--x must be one of {', '.join(X_AXES)}; got {x!r}.")
+    colors = colors or run_colors(runs)
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    _style_axes(ax)
+
+    series = []  # (run, split, xs, ys)
+    for run in runs:
+        for split in run.splits():
+            recs = run.records(split, metric)
+            if not recs:
+                continue
+            xs, _ = _x_values(recs, x)
+            ys = [float(r[metric]) for r in recs]
+            pts = [(a, b) for a, b in zip(xs, ys) if math.isfinite(a)]
+            if not pts:
+                continue
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            if split == "train" and smooth:
+                ys = ema(ys, smooth)
+            series.append((run, split, xs, ys))
+
+    scale, xlabel = 1.0, {"step": "optimizer step", "epoch": "epoch"}.get(x, "wall time (s)")
+    if x == "time" and series:
+        scale, xlabel = _time_unit(max(max(s[2]) for s in series))
+
+    used_splits: list[str] = []
+    plotted_runs: list[Run] = []
+    for run, split, xs, ys in series:
+        label = run.label or run.name
+        eval_split = split != "train"
+        ax.plot(
+            [v / scale for v in xs],
+            ys,
+            linestyle=SPLIT_STYLES.get(split, "-"),
+            color=colors.get(label, "#333333"),
+            linewidth=1.8 if eval_split else 1.3,
+            alpha=1.0 if eval_split else 0.8,
+            marker="o" if eval_split and len(xs) <= 3 else None,
+            markersize=4,
+        )
+        if split not in used_splits:
+            used_splits.append(split)
+        if run not in plotted_runs:
+            plotted_runs.append(run)
+
+    name = METRIC_TITLES.get(metric, metric)
+    ax.set_title(f"{name}" + (f" — {title}" if title else ""), fontsize=13, loc="left")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(name + (" (lower is better)" if metric in LOWER_IS_BETTER else ""))
+    if metric in ("top1", "top5"):
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    if metric == "loss" and series:
+        vals = np.array([v for s in series for v in s[3]], dtype=float)
+        vals = vals[np.isfinite(vals)]
+        if vals.size and vals.max() > 3 * max(np.median(vals), 1e-12):
+            # A huge first loss would squash everything else: clip the view, not the data.
+            ax.set_ylim(min(0.0, vals.min()), float(np.quantile(vals, 0.98)) * 1.1)
+
+    if not series:
+        ax.text(0.5, 0.5, f"no {metric} values logged by these runs", ha="center", va="center", transform=ax.transAxes, color="#666666")
+    else:
+        run_handles = [
+            Line2D([], [], color=colors.get(r.label or r.name, "#333333"), linewidth=2.5, label=_shorten(r.label or r.name))
+            for r in plotted_runs
+        ]
+        ncols = 1 if len(run_handles) <= 24 else 2
+        fig.legend(handles=run_handles, loc="outside right upper", title="run", fontsize=8, title_fontsize=9, ncols=ncols, frameon=False)
+        split_handles = [
+            Line2D([], [], color="#444444", linestyle=SPLIT_STYLES.get(s, "-"), linewidth=1.8, label=s)
+            for s in SPLIT_ORDER if s in used_splits
+        ] + [Line2D([], [], color="#444444", linestyle="-", label=s) for s in used_splits if s not in SPLIT_ORDER]
+        fig.legend(handles=split_handles, loc="outside right lower", title="split", fontsize=8, title_fontsize=9, frameon=False)
+    return _png_bytes(fig)
+
+
+def size_metric(run: Run) -> tuple[float | None, str]:
+    """The accuracy shown on the size chart and where it comes from."""
+    from .summary import _test_at_best_val  # noqa: PLC0415 - avoid a cycle at import time
+
+    v, _, sel, _ = _test_at_best_val(run, "top1")
+    if v is not None:
+        return v, "test top-1 of best-val checkpoint" if sel == "val" else f"test top-1 (selected on {sel})"
+    best = run.best("test", "top1")
+    if best is not None:
+        return best[0], "best test top-1 at any step"
+    best = run.best("val", "top1")
+    if best is not None:
+        return best[0], "best val top-1"
+    return None, ""
+
+
+def size_figure(runs: Sequence[Run], *, title: str | None = None, colors: dict[str, str] | None = None) -> bytes:
+    """Best accuracy against params (log x); marker area proportional to FLOPs; PNG bytes."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import PercentFormatter
+
+    colors = colors or run_colors(runs)
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    _style_axes(ax)
+
+    pts = []
+    missing = []
+    sources = set()
+    for run in runs:
+        acc, source = size_metric(run)
+        params = (run.summary or {}).get("params")
+        flops = (run.summary or {}).get("flops")
+        if acc is None or not is_number(params) or params <= 0:
+            missing.append(run.label or run.name)
+            continue
+        sources.add(source)
+        pts.append((run, float(params), float(flops) if is_number(flops) and flops > 0 else None, acc))
+
+    fmax = max((p[2] for p in pts if p[2] is not None), default=None)
+
+    def area(f):
+        if f is None or not fmax:
+            return 60.0
+        return 40.0 + 900.0 * math.sqrt(f / fmax)
+
+    for run, params, flops, acc in pts:
+        label = run.label or run.name
+        ax.scatter(
+            [params], [acc], s=area(flops), color=colors.get(label, "#333333"), alpha=0.75,
+            edgecolors="white", linewidths=1.0, zorder=3,
+        )
+        ax.annotate(
+            _shorten(label, 32), (params, acc), xytext=(7, 5), textcoords="offset points", fontsize=8,
+            color="#222222", zorder=4,
+        )
+    ax.set_xscale("log")
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    ax.set_xlabel("parameters (log scale)")
+    ylabel = sources.pop() if len(sources) == 1 else "top-1 accuracy (see report for selection)"
+    ax.set_ylabel(ylabel)
+    ax.set_title("Accuracy vs. size" + (f" — {title}" if title else "") + "  (marker area ∝ FLOPs)", fontsize=13, loc="left")
+    if pts:
+        xs = [p[1] for p in pts]
+        lo, hi = min(xs), max(xs)
+        if lo == hi:
+            lo, hi = lo / 2, hi * 2
+        ax.set_xlim(lo / 1.6, hi * 2.5)  # room for the labels on the right
+        ys = [p[3] for p in pts]
+        pad = max(0.02, (max(ys) - min(ys)) * 0.12)
+        ax.set_ylim(max(0.0, min(ys) - pad), min(1.0, max(ys) + pad))
+        if fmax:
+            refs = [fmax, fmax / 10, fmax / 100]
+            handles = [
+                Line2D([], [], linestyle="", marker="o", markersize=math.sqrt(area(f)), color="#999999", alpha=0.6,
+                       label=f"{_fmt_flops(f)} FLOPs")
+                for f in refs
+            ]
+            fig.legend(handles=handles, loc="outside right upper", title="forward FLOPs / image", fontsize=8,
+                       title_fontsize=9, frameon=False, labelspacing=1.8, borderpad=1.0)
+    else:
+        ax.text(0.5, 0.5, "no run has both an accuracy and a parameter count yet\n(params come from summary.json of finished runs)",
+                ha="center", va="center", transform=ax.transAxes, color="#666666")
+    if missing:
+        more = f" (+{len(missing) - 6} more)" if len(missing) > 6 else ""
+        fig.text(0.01, 0.005, "not shown (unfinished, no params or no accuracy): " + ", ".join(missing[:6]) + more,
+                 fontsize=7, color="#666666", ha="left", va="bottom")
+    return _png_bytes(fig)
+
+
+def _fmt_flops(f: float) -> str:
+    from .summary import fmt_count
+
+    return fmt_count(f)
+
+
+def make_figures(
+    runs: Sequence[Run],
+    *,
+    metrics: Iterable[str] = CURVE_METRICS,
+    x: str = "step",
+    smooth: float = 0.0,
+    title: str | None = None,
+    size: bool = True,
+) -> dict[str, bytes]:
+    """``{file name: PNG bytes}`` for the curves of ``metrics`` and, with ``size``, size.png."""
+    colors = run_colors(runs)
+    figs = {f"{m}.png": curve_figure(runs, m, x=x, smooth=smooth, title=title, colors=colors) for m in metrics}
+    if size:
+        figs["size.png"] = size_figure(runs, title=title, colors=colors)
+    return figs
+
+
+def write_figures(figs: dict[str, bytes], out_dir: str | os.PathLike) -> list[Path]:
+    """Write PNGs atomically (temp file + rename) into ``out_dir`` (created if needed)."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ClassbenchError(f"Cannot create output folder {out}: {e.strerror}.") from e
+    paths = []
+    for name, data in figs.items():
+        atomic_write_bytes(out / name, data)
+        paths.append(out / name)
+    return paths

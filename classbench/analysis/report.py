@@ -1,0 +1,482 @@
+"""One self-contained HTML report comparing runs.
+
+The file needs nothing but a browser: the figures are inlined as base64 PNG,
+the CSS is inline, and there is no script and no external resource, so it
+opens offline and can be mailed or archived as is.
+
+Sections: the summary table (both selections), the learning curves, accuracy
+against size, per-class accuracy and the confusion matrix of the best run on
+the test split, each run's config differences from the group's common
+config, and the runs' environments and warnings.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..io import atomic_write_text
+from .plots import make_figures, run_colors
+from .runs import Run, flatten
+from .summary import explanation, format_cell, summarize, table_columns
+
+#: Confusion matrices with at most this many classes are HTML tables; larger ones an image.
+MAX_TABLE_CLASSES = 20
+
+_NUMERIC_COLS = {
+    "best_any_step", "best_any_step_at", "test_at_best_val", "test_at_best_val_step",
+    "params", "flops", "wall_time_s", "train_img_per_s",
+}
+
+# Keys that differ between every pair of runs without being a design choice.
+_IGNORED_DIFF_KEYS = {"name"}
+
+
+def esc(v: Any) -> str:
+    return html.escape(str(v), quote=True)
+
+
+# ---------------------------------------------------------------- per-class evaluation
+@dataclass
+class ClassEval:
+    """Test-split predictions of one checkpoint, aggregated."""
+
+    run: Run
+    checkpoint: Path
+    classes: list[str]
+    confusion: np.ndarray  # (C, C) counts, rows = true class, cols = predicted
+    step: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def top1(self) -> float:
+        return float(np.trace(self.confusion)) / max(self.count, 1)
+
+    @property
+    def per_class(self) -> np.ndarray:
+        support = self.confusion.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(support > 0, np.diag(self.confusion) / np.maximum(support, 1), np.nan)
+
+
+def evaluate_per_class(run: Run, *, device: str = "cpu", limit: int | None = None, batch_size: int = 500) -> ClassEval:
+    """Load the run's best.pt, rebuild its data and count test predictions per class.
+
+    Raises (ClassbenchError, ImportError, ...) when the checkpoint or the data
+    cannot be loaded; the report turns that into a note.
+    """
+    import torch
+
+    from ..config import from_yaml_text
+    from ..data import build_data
+    from ..train.checkpoint import build_model_from_checkpoint, load_checkpoint, resolve_checkpoint
+    from ..train.evaluate import logits_of
+
+    ckpt_path = resolve_checkpoint(run.path, "best")
+    ckpt = load_checkpoint(ckpt_path)
+    model = build_model_from_checkpoint(ckpt, str(ckpt_path)).to(device).eval()
+    text = ckpt.get("config")
+    if not text and (run.path / "config.yaml").is_file():
+        text = (run.path / "config.yaml").read_text(encoding="utf-8")
+    cfg = from_yaml_text(text or "")
+    data = build_data(cfg.data)
+    test = data.splits["test"]
+    classes = list(ckpt.get("classes") or data.classes)
+    n_cls = int(ckpt.get("num_classes") or len(classes))
+    notes = []
+    if len(classes) != n_cls:
+        classes = [str(i) for i in range(n_cls)]
+    images, labels = test.images, test.labels
+    if limit and limit < len(labels):
+        notes.append(f"evaluated on the first {limit} of {len(labels)} test images (--eval-limit)")
+        images, labels = images[:limit], labels[:limit]
+    inp = ckpt.get("input") or {}
+    mean = inp.get("mean")
+    std = inp.get("std")
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) if mean is not None else None
+    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) if std is not None else None
+    conf = torch.zeros(n_cls, n_cls, dtype=torch.int64)
+    with torch.inference_mode():
+        for i in range(0, len(labels), batch_size):
+            x = images[i : i + batch_size].to(device).float().div_(255.0)
+            if mean_t is not None:
+                x = x - mean_t
+            if std_t is not None:
+                x = x / std_t
+            pred = logits_of(model(x)).argmax(1).cpu()
+            y = labels[i : i + batch_size].cpu()
+            conf += torch.bincount(y * n_cls + pred, minlength=n_cls * n_cls).view(n_cls, n_cls)
+    step = ckpt.get("step")
+    return ClassEval(run, ckpt_path, classes, conf.numpy(), int(step) if isinstance(step, int) else None, notes)
+
+
+# ---------------------------------------------------------------- config differences
+def config_differences(runs: Sequence[Run]) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[str]]:
+    """(common config, {run label: {key: value}} for keys that differ, differing keys in order)."""
+    flats = [r.config_flat() for r in runs]
+    keys: list[str] = []
+    for f in flats:
+        for k in f:
+            if k not in keys:
+                keys.append(k)
+    missing = object()
+    common: dict[str, Any] = {}
+    differing: list[str] = []
+    for k in keys:
+        vals = [f.get(k, missing) for f in flats]
+        first = vals[0]
+        if all(_same(v, first) for v in vals):
+            if first is not missing:
+                common[k] = first
+        elif k not in _IGNORED_DIFF_KEYS:
+            differing.append(k)
+    diffs = {
+        (r.label or r.name): {k: f.get(k, "(unset)") for k in differing}
+        for r, f in zip(runs, flats)
+    }
+    return common, diffs, differing
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return a is b
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, default=str)
+
+
+# ---------------------------------------------------------------- HTML pieces
+CSS = """
+:root { --fg:#1f2328; --muted:#59636e; --line:#d1d9e0; --bg:#ffffff; --soft:#f6f8fa; --accent:#0969da; }
+* { box-sizing: border-box; }
+body { margin:0; font:14px/1.5 -apple-system, "Segoe UI", Helvetica, Arial, "Liberation Sans", "DejaVu Sans", sans-serif;
+       color:var(--fg); background:var(--bg); }
+header { background:#24292f; color:#fff; padding:22px 40px 18px; }
+header h1 { margin:0 0 4px; font-size:24px; font-weight:600; }
+header .meta { color:#c9d1d9; font-size:13px; }
+nav { position:sticky; top:0; z-index:2; background:var(--soft); border-bottom:1px solid var(--line); padding:8px 40px; }
+nav a { color:var(--accent); text-decoration:none; margin-right:18px; font-weight:500; }
+main { padding:8px 40px 60px; max-width:1500px; }
+section { margin-top:28px; }
+h2 { font-size:19px; font-weight:600; border-bottom:1px solid var(--line); padding-bottom:6px; margin:0 0 12px; }
+h3 { font-size:15px; font-weight:600; margin:18px 0 8px; }
+p.note, .note { color:var(--muted); font-size:13px; }
+.box { background:var(--soft); border:1px solid var(--line); border-radius:6px; padding:10px 14px; margin:10px 0; }
+.warn { background:#fff8c5; border-color:#d4a72c; }
+table { border-collapse:collapse; font-size:13px; margin:6px 0 12px; }
+th, td { border:1px solid var(--line); padding:5px 9px; vertical-align:top; }
+th { background:var(--soft); font-weight:600; text-align:left; white-space:nowrap; }
+tbody tr:nth-child(even) td { background:#fbfcfd; }
+td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
+td.run { font-family:ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace; font-size:12px; }
+.swatch { display:inline-block; width:10px; height:10px; border-radius:2px; margin-right:6px; vertical-align:baseline; }
+.badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; font-weight:600; color:#fff; }
+.st-finished { background:#1a7f37; } .st-running { background:#0969da; } .st-crashed { background:#cf222e; }
+.st-failed { background:#cf222e; } .st-interrupted { background:#9a6700; } .st-nonfinite { background:#8250df; }
+.best td { font-weight:600; }
+img.fig { display:block; width:100%; max-width:1100px; height:auto; border:1px solid var(--line); border-radius:6px; margin:8px 0 18px; }
+code, .kv { font-family:ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace; font-size:12px; }
+.kv { display:inline-block; background:#eef1f4; border-radius:4px; padding:1px 6px; margin:2px 4px 2px 0; }
+.bar { background:#e7ecf0; height:10px; width:160px; border-radius:3px; overflow:hidden; display:inline-block; vertical-align:middle; }
+.bar > span { display:block; height:100%; background:#0969da; }
+.cm td { text-align:right; min-width:42px; font-variant-numeric:tabular-nums; }
+.cm th.rot { writing-mode:vertical-rl; transform:rotate(180deg); text-align:left; padding:6px 4px; }
+.perclass { column-width:380px; column-gap:24px; }
+.perclass table { break-inside:avoid; }
+details summary { cursor:pointer; color:var(--accent); }
+footer { color:var(--muted); font-size:12px; padding:20px 40px; border-top:1px solid var(--line); }
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img class="fig" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _badge(status: str) -> str:
+    return f'<span class="badge st-{esc(status)}">{esc(status)}</span>'
+
+
+def _summary_table(rows: list[dict], colors: dict[str, str], split: str, metric: str) -> str:
+    cols = table_columns(split, metric)
+    out = ['<table id="summary-table" class="summary">', "<thead><tr>"]
+    out += [f'<th class="{"num" if k in _NUMERIC_COLS else ""}">{esc(h)}</th>' for k, h in cols]
+    out.append("</tr></thead><tbody>")
+    for i, row in enumerate(rows):
+        label = row["label"]
+        cls = "run-row best" if i == 0 else "run-row"
+        out.append(f'<tr class="{cls}" data-run="{esc(row["run"])}">')
+        for k, _ in cols:
+            if k == "run":
+                sw = f'<span class="swatch" style="background:{esc(colors.get(label, "#888"))}"></span>'
+                out.append(f'<td class="run">{sw}{esc(row["run"])}</td>')
+            elif k == "status":
+                out.append(f"<td>{_badge(row['status'])}</td>")
+            else:
+                c = "num" if k in _NUMERIC_COLS else ""
+                out.append(f'<td class="{c}">{esc(format_cell(row, k))}</td>')
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _per_class_html(ev: ClassEval) -> str:
+    acc = ev.per_class
+    support = ev.confusion.sum(axis=1)
+    order = list(range(len(ev.classes)))
+    chunks = []
+    per_table = 25
+    for start in range(0, len(order), per_table):
+        rows = ["<table class='pc'><thead><tr><th>class</th><th class='num'>accuracy</th><th></th><th class='num'>images</th></tr></thead><tbody>"]
+        for i in order[start : start + per_table]:
+            a = acc[i]
+            pct = "–" if math.isnan(a) else f"{100 * a:.1f}%"
+            width = 0 if math.isnan(a) else 100 * a
+            rows.append(
+                f"<tr><td>{esc(ev.classes[i])}</td><td class='num'>{pct}</td>"
+                f"<td><span class='bar'><span style='width:{width:.1f}%'></span></span></td>"
+                f"<td class='num'>{int(support[i])}</td></tr>"
+            )
+        rows.append("</tbody></table>")
+        chunks.append("".join(rows))
+    return f"<div class='perclass'>{''.join(chunks)}</div>"
+
+
+def _confusion_html(ev: ClassEval) -> str:
+    cm = ev.confusion
+    n = len(ev.classes)
+    if n > MAX_TABLE_CLASSES:
+        return _img(_confusion_png(ev), f"confusion matrix of {ev.run.label}")
+    rows_sum = cm.sum(axis=1, keepdims=True)
+    frac = cm / np.maximum(rows_sum, 1)
+    out = ["<table class='cm' id='confusion-matrix'><thead><tr><th>true \\ predicted</th>"]
+    out += [f"<th class='rot'>{esc(c)}</th>" for c in ev.classes]
+    out.append("</tr></thead><tbody>")
+    for i in range(n):
+        out.append(f"<tr><th>{esc(ev.classes[i])}</th>")
+        for j in range(n):
+            f = float(frac[i, j])
+            if i == j:
+                bg = f"rgba(26,127,55,{0.12 + 0.75 * f:.3f})"
+            else:
+                bg = f"rgba(207,34,46,{min(0.85, 1.6 * f):.3f})" if cm[i, j] else "transparent"
+            fg = "#fff" if (i == j and f > 0.6) or (i != j and f > 0.35) else "#1f2328"
+            out.append(f"<td style='background:{bg};color:{fg}' title='{esc(ev.classes[i])} → {esc(ev.classes[j])}: {100 * f:.1f}%'>{int(cm[i, j])}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _confusion_png(ev: ClassEval) -> bytes:
+    from .plots import _new_figure, _png_bytes
+
+    n = len(ev.classes)
+    cm = ev.confusion.astype(float)
+    frac = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    side = min(14.0, max(8.0, n * 0.12))
+    fig = _new_figure(figsize=(side, side))
+    ax = fig.add_subplot()
+    im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks(range(n), ev.classes, rotation=90, fontsize=max(4, 9 - n // 25))
+    ax.set_yticks(range(n), ev.classes, fontsize=max(4, 9 - n // 25))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(im, ax=ax, shrink=0.6, label="fraction of the true class")
+    return _png_bytes(fig)
+
+
+def _config_diff_html(runs: Sequence[Run], colors: dict[str, str]) -> str:
+    if not any(r.config for r in runs):
+        return "<p class='note'>No run has a readable config.yaml.</p>"
+    common, diffs, keys = config_differences(runs)
+    out = []
+    if len(runs) < 2:
+        out.append("<p class='note'>One run only: nothing to compare. Its full config is below.</p>")
+    elif not keys:
+        out.append("<p class='note'>All runs share the same config (apart from their names).</p>")
+    else:
+        out.append(f"<p class='note'>{len(keys)} keys differ across the runs; every other key is common (below).</p>")
+        out.append("<table id='config-diff'><thead><tr><th>run</th><th>config</th><th>differences from the common config</th></tr></thead><tbody>")
+        for r in runs:
+            label = r.label or r.name
+            sw = f'<span class="swatch" style="background:{esc(colors.get(label, "#888"))}"></span>'
+            kvs = "".join(f"<span class='kv'>{esc(k)}={esc(_fmt_value(v))}</span>" for k, v in diffs[label].items())
+            out.append(f"<tr><td class='run'>{sw}{esc(r.rel)}</td><td>{esc(r.name)}</td><td>{kvs}</td></tr>")
+        out.append("</tbody></table>")
+    if common:
+        items = "".join(f"<tr><td><code>{esc(k)}</code></td><td><code>{esc(_fmt_value(v))}</code></td></tr>" for k, v in common.items())
+        out.append(f"<details><summary>Common config ({len(common)} keys)</summary><table><tbody>{items}</tbody></table></details>")
+    return "".join(out)
+
+
+def _env_html(runs: Sequence[Run]) -> str:
+    out = ["<table id='runs-env'><thead><tr><th>run</th><th>status</th><th class='num'>last step</th><th>started</th>"
+           "<th>host</th><th>device</th><th>git commit</th><th>torch</th></tr></thead><tbody>"]
+    for r in runs:
+        env = r.env
+        commit = env.get("git_commit") or ""
+        if commit:
+            commit = commit[:10] + (" (dirty)" if env.get("git_dirty") else "")
+        step = r.last_step()
+        out.append(
+            f"<tr><td class='run'>{esc(r.rel)}</td><td>{_badge(r.status)}</td>"
+            f"<td class='num'>{'–' if step is None else step}</td><td>{esc(env.get('started', '–'))}</td>"
+            f"<td>{esc(env.get('host', '–'))}</td><td>{esc(env.get('device_name') or env.get('device') or '–')}</td>"
+            f"<td><code>{esc(commit or '–')}</code></td><td>{esc((env.get('versions') or {}).get('torch', '–'))}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def pick_best_run(rows: list[dict], runs: Sequence[Run]) -> Run | None:
+    """The best run that has a best.pt: by the honest selection, then by best-any-step."""
+    by_path = {str(r.path): r for r in runs}
+    cands = [row for row in rows if (Path(row["path"]) / "checkpoints" / "best.pt").is_file()]
+    if not cands:
+        return None
+
+    def key(row):
+        h, a = row["test_at_best_val"], row["best_any_step"]
+        return (h is None, -(h or 0.0), a is None, -(a or 0.0))
+
+    return by_path.get(min(cands, key=key)["path"])
+
+
+def build_report(
+    runs: Sequence[Run],
+    *,
+    title: str | None = None,
+    runs_dir: str | os.PathLike | None = None,
+    group: str | None = None,
+    filter: str | None = None,  # noqa: A002
+    per_class: bool = True,
+    device: str = "cpu",
+    eval_limit: int | None = None,
+    smooth: float = 0.0,
+    x: str = "step",
+) -> str:
+    """The whole report as one HTML string."""
+    from .. import __version__
+
+    split, metric = "test", "top1"
+    rows = summarize(runs, split=split, metric=metric)
+    order = {row["path"]: i for i, row in enumerate(rows)}
+    runs = sorted(runs, key=lambda r: order.get(str(r.path), 0))
+    colors = run_colors(runs)
+    figs = make_figures(runs, x=x, smooth=smooth, title=group)
+
+    what = f"group {group}" if group else (f"runs matching {filter}" if filter else "all runs")
+    title = title or f"classbench report — {what}"
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    status_line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+    parts: list[str] = []
+    parts.append("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>")
+    parts.append("<meta name='viewport' content='width=device-width, initial-scale=1'>")
+    parts.append(f"<title>{esc(title)}</title><style>{CSS}</style></head><body>")
+    parts.append(
+        f"<header><h1>{esc(title)}</h1><div class='meta'>{len(runs)} runs ({esc(status_line)}) · "
+        f"from <code>{esc(runs_dir or '')}</code> · generated {esc(generated)} · classbench {esc(__version__)}</div></header>"
+    )
+    parts.append(
+        "<nav><a href='#summary'>Summary</a><a href='#curves'>Curves</a><a href='#size'>Size</a>"
+        "<a href='#best'>Best run</a><a href='#configs'>Configs</a><a href='#runs'>Runs</a></nav><main>"
+    )
+
+    warn_notes = [(r, n) for r in runs for n in r.warnings]
+    if warn_notes:
+        items = "".join(f"<li>{esc(n)}</li>" for _, n in warn_notes[:50])
+        more = f"<li>… and {len(warn_notes) - 50} more</li>" if len(warn_notes) > 50 else ""
+        parts.append(f"<div class='box warn' id='warnings'><strong>Warnings</strong><ul>{items}{more}</ul></div>")
+
+    # Summary
+    parts.append("<section id='summary'><h2>Summary</h2>")
+    parts.append("<div class='box'>" + "<br>".join(esc(e) for e in explanation(split, metric)) + "</div>")
+    parts.append(_summary_table(rows, colors, split, metric))
+    parts.append("<p class='note'>Sorted by the first accuracy column, best first. Both columns are test scores: the first "
+                 "may pick a different step for every run by looking at the test set; the second picks the checkpoint on val "
+                 "and only then reads the test score.</p></section>")
+
+    # Curves
+    parts.append("<section id='curves'><h2>Learning curves</h2>")
+    parts.append("<p class='note'>Colour = run (the same in every figure); line style = split "
+                 "(train solid, val dashed, test dash-dot, train_subset dotted)"
+                 + (f"; train lines smoothed with EMA {smooth}" if smooth else "") + ".</p>")
+    for m in ("loss", "top1", "top5"):
+        if f"{m}.png" in figs:
+            parts.append(_img(figs[f"{m}.png"], f"{m} curves"))
+    parts.append("</section>")
+
+    parts.append("<section id='size'><h2>Accuracy vs. size</h2>")
+    parts.append(_img(figs["size.png"], "accuracy against parameters"))
+    parts.append("</section>")
+
+    # Best run
+    parts.append("<section id='best'><h2>Best run: per-class accuracy and confusion matrix</h2>")
+    best = pick_best_run(rows, runs)
+    if best is None:
+        parts.append("<p class='note'>No run has a checkpoints/best.pt yet, so there is no per-class analysis.</p>")
+    elif not per_class:
+        parts.append(f"<p class='note'>Per-class analysis of {esc(best.rel)} skipped (--no-per-class).</p>")
+    else:
+        try:
+            ev = evaluate_per_class(best, device=device, limit=eval_limit)
+        except Exception as e:  # data or checkpoint unavailable: a note, not a failure
+            parts.append(
+                f"<div class='box warn'>Could not evaluate the best run <code>{esc(best.rel)}</code> on the test split: "
+                f"{esc(type(e).__name__)}: {esc(e)}</div>"
+            )
+        else:
+            parts.append(
+                f"<p><strong>{esc(best.label)}</strong> (<code>{esc(best.rel)}</code>), checkpoint "
+                f"<code>checkpoints/best.pt</code>{'' if ev.step is None else f' at step {ev.step}'}: test top-1 "
+                f"<strong>{100 * ev.top1:.2f}%</strong> on {ev.count} images.</p>"
+            )
+            for n in ev.notes:
+                parts.append(f"<p class='note'>{esc(n)}</p>")
+            parts.append("<h3>Per-class accuracy (test)</h3>")
+            parts.append(_per_class_html(ev))
+            parts.append("<h3>Confusion matrix (test; rows = true class, columns = predicted)</h3>")
+            parts.append(_confusion_html(ev))
+    parts.append("</section>")
+
+    parts.append("<section id='configs'><h2>Config differences</h2>")
+    parts.append(_config_diff_html(runs, colors))
+    parts.append("</section>")
+
+    parts.append("<section id='runs'><h2>Runs</h2>")
+    parts.append(_env_html(runs))
+    parts.append("</section></main>")
+    parts.append(f"<footer>Generated by classbench {esc(__version__)} on {esc(generated)}. "
+                 "Self-contained: figures are embedded, nothing is loaded from the network.</footer>")
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+def write_report(path: str | os.PathLike, html_text: str) -> Path:
+    p = Path(path)
+    if p.parent and not p.parent.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(p, html_text)
+    return p

@@ -1,0 +1,45 @@
+"""`classbench plot`: learning curves and an accuracy-vs-size chart as PNG files."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from .summary import add_run_selection
+
+HELP = "Plot learning curves (loss, top-1, top-5) and accuracy vs. model size for a set of runs."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..analysis.plots import CURVE_METRICS, X_AXES
+
+    add_run_selection(parser)
+    parser.add_argument("--metric", choices=CURVE_METRICS, action="append", help="metric to plot (repeatable; default: loss, top1 and top5)")
+    parser.add_argument("--x", choices=X_AXES, default="step", help="x axis (default: step)")
+    parser.add_argument("--smooth", type=float, default=0.0, metavar="FLOAT", help="EMA smoothing of the train lines, weight of the past in [0, 1) (default: 0)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: figures/<group>, or figures/all)")
+    parser.add_argument("--no-size", action="store_true", help="skip size.png")
+
+
+def default_out_dir(group: str | None) -> str:
+    return f"figures/{re.sub(r'[^A-Za-z0-9._-]+', '_', group)}" if group else "figures/all"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis.plots import CURVE_METRICS, ema, make_figures, write_figures
+    from ..analysis.runs import load_runs
+    from ..analysis.summary import summarize
+
+    ema([], args.smooth)  # validate before loading anything
+    runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)
+    # Legend order = ranking (best first), so the legend reads like the summary table.
+    order = {row["path"]: i for i, row in enumerate(summarize(runs))}
+    runs.sort(key=lambda r: order.get(str(r.path), 0))
+    metrics = args.metric or list(CURVE_METRICS)
+    figs = make_figures(runs, metrics=metrics, x=args.x, smooth=args.smooth, title=args.group, size=not args.no_size)
+    out = args.out or default_out_dir(args.group)
+    for p in write_figures(figs, out):
+        print(p)
+    print(f"{len(runs)} runs plotted", file=sys.stderr)
+    return 0

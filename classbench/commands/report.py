@@ -1,0 +1,37 @@
+"""`classbench report`: one self-contained HTML file comparing runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .summary import add_run_selection
+
+HELP = "Write one self-contained HTML report (table, curves, size chart, best run's confusion matrix, config diffs)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_selection(parser)
+    parser.add_argument("-o", "--output", default="report.html", metavar="FILE", help="HTML file to write (default: report.html)")
+    parser.add_argument("--title", help="report title")
+    parser.add_argument("--x", choices=("step", "epoch", "time"), default="step", help="x axis of the curves (default: step)")
+    parser.add_argument("--smooth", type=float, default=0.0, metavar="FLOAT", help="EMA smoothing of the train curves in [0, 1)")
+    parser.add_argument("--no-per-class", action="store_true", help="skip evaluating the best run on the test split")
+    parser.add_argument("--eval-limit", type=int, metavar="N", help="evaluate the best run on the first N test images only")
+    parser.add_argument("--device", default="cpu", help="device for the best run's evaluation (default: cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis.plots import ema
+    from ..analysis.report import build_report, write_report
+    from ..analysis.runs import load_runs
+
+    ema([], args.smooth)
+    runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)
+    text = build_report(
+        runs, title=args.title, runs_dir=args.runs_dir, group=args.group, filter=args.filter,
+        per_class=not args.no_per_class, device=args.device, eval_limit=args.eval_limit, smooth=args.smooth, x=args.x,
+    )
+    path = write_report(args.output, text)
+    print(f"wrote {path} ({len(runs)} runs, {len(text) / 1e6:.1f} MB)", file=sys.stderr)
+    return 0

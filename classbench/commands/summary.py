@@ -1,0 +1,49 @@
+"""`classbench summary`: one row per run, best first, with both selections labelled."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "Compare runs: one row per run with the best score (over all steps, and of the val-chosen checkpoint)."
+
+
+def add_run_selection(parser: argparse.ArgumentParser) -> None:
+    """RUNS_DIR plus --filter/--group, shared by summary, plot and report."""
+    parser.add_argument("runs_dir", nargs="?", default="runs", metavar="RUNS_DIR", help="folder that holds run folders (default: runs)")
+    sel = parser.add_mutually_exclusive_group()
+    sel.add_argument("--filter", metavar="REGEX", help="only runs whose path matches this regular expression")
+    sel.add_argument("--group", metavar="NAME", help="only runs of the configs listed under NAME in configs/groups.yaml")
+    parser.add_argument("--groups-file", metavar="FILE", help="groups file (default: configs/groups.yaml)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..analysis.summary import FORMATS, METRICS, SPLITS
+
+    add_run_selection(parser)
+    parser.add_argument("--split", choices=SPLITS, default="test", help="split of the 'best over all evaluated steps' column (default: test)")
+    parser.add_argument("--metric", choices=METRICS, default="top1", help="metric to rank by (default: top1; loss ranks lowest first)")
+    parser.add_argument("--format", choices=FORMATS, default="markdown", help="output format (default: markdown)")
+    parser.add_argument(
+        "--sort",
+        choices=("best_any_step", "test_at_best_val"),
+        default="best_any_step",
+        help="column to sort by (default: best_any_step)",
+    )
+    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis.runs import load_runs
+    from ..analysis.summary import render, summarize
+    from ..io import atomic_write_text
+
+    runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)
+    rows = summarize(runs, split=args.split, metric=args.metric, sort=args.sort)
+    text = render(rows, args.format, args.split, args.metric)
+    if args.output:
+        atomic_write_text(args.output, text)
+        print(f"wrote {args.output} ({len(rows)} runs)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,61 @@
+HELP = "Train one model from a YAML config (or resume a run), then print its summary."
+
+
+def add_arguments(p) -> None:
+    p.add_argument("config", nargs="?", help="configs/<dataset>/<name>.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.lr=0.05")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from checkpoints/last.pt")
+    p.add_argument("--nproc", type=int, default=0, metavar="N",
+                   help="train with DDP on N local processes (launches torchrun)")
+
+
+def run(args) -> int:
+    import sys
+
+    from ..errors import ConfigError
+
+    overrides = list(args.overrides)
+    if args.config and "=" in args.config and args.resume:
+        overrides.insert(0, args.config)  # `train --resume DIR key=value`
+        args.config = None
+    if args.nproc and args.nproc > 1:
+        from ..train.launch import launch_torchrun
+
+        return launch_torchrun(args.nproc, sys.argv[sys.argv.index("train") + 1 :] if "train" in sys.argv else [])
+    if args.resume:
+        if args.config:
+            raise ConfigError("Give either a config or --resume RUN_DIR, not both (a resumed run uses its own config).")
+        from ..train.trainer import resume
+
+        run_dir = resume(args.resume, overrides)
+    else:
+        if not args.config:
+            raise ConfigError("Give a config file, e.g. `classbench train configs/cifar10/resnet20.yaml`, or --resume RUN_DIR.")
+        from ..config import load_config
+        from ..train.trainer import train
+
+        cfg = load_config(args.config, overrides)
+        run_dir = train(cfg)
+    print_summary(run_dir)
+    return 0
+
+
+def print_summary(run_dir) -> None:
+    import json
+    from pathlib import Path
+
+    path = Path(run_dir) / "summary.json"
+    if not path.exists():
+        return
+    s = json.loads(path.read_text())
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    lines = [
+        f"run       {run_dir}",
+        f"model     {s['model']} ({s['params']:,} params, {s['flops'] / 1e6:.1f} MFLOPs/image)",
+        f"trained   {s['steps']} steps ({s['epochs']:.2f} epochs) in {s['wall_time_s']:.1f} s wall, "
+        f"{s['train_img_per_s']:.0f} train img/s on {s['device']} ({s['precision']})",
+    ]
+    if s.get("best_val_top1") is not None:
+        lines.append(f"val       best top-1 {pct(s['best_val_top1'])} at step {s['best_val_step']} (best.pt)")
+    lines.append(f"test      top-1 {pct(s['test_top1'])}, top-5 {pct(s['test_top5'])} (best.pt, chosen on {s['selection_split']})")
+    print("\n".join(lines))

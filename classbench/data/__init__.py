@@ -1,0 +1,116 @@
+"""Datasets in memory: official CIFAR archives, image folders, and a synthetic task.
+
+`build_data(cfg.data)` returns every split the trainer needs, as uint8 tensors,
+with the normalisation statistics of the training split.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataError
+from .splits import channel_stats, stratified_holdout, take
+from .types import Split
+
+ENV_VAR = "CLASSBENCH_DATA"
+
+
+@dataclass
+class Data:
+    splits: dict[str, Split]
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    root: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.splits["train"].image_size
+
+
+def resolve_root(root: str | None) -> tuple[Path, list[Path]]:
+    """The data folder: `data.root`, else $CLASSBENCH_DATA, else ./data; plus every place considered."""
+    candidates: list[Path] = []
+    if root:
+        p = Path(root).expanduser()
+        candidates.append(p)
+        env = os.environ.get(ENV_VAR)
+        if not p.is_absolute() and env:
+            # A relative data.root may name a folder inside $CLASSBENCH_DATA.
+            candidates.append(Path(env).expanduser() / p)
+    else:
+        env = os.environ.get(ENV_VAR)
+        if env:
+            candidates.append(Path(env).expanduser())
+        candidates.append(Path("data"))
+    for c in candidates:
+        if c.exists():
+            return c, candidates
+    return candidates[0], candidates
+
+
+def load_raw(cfg) -> tuple[Split, Split, list[str], Path | None]:
+    """The dataset's own train and test splits, before any hold-out."""
+    if cfg.name == "synthetic":
+        from .synthetic import make_synthetic
+
+        train, test, classes = make_synthetic(
+            num_classes=cfg.num_classes, train_size=cfg.synthetic_size,
+            test_size=max(cfg.synthetic_size // 4, 64), image_size=cfg.image_size or 32, seed=cfg.split_seed,
+        )
+        return train, test, classes, None
+    root, looked = resolve_root(cfg.root)
+    if cfg.name in ("cifar10", "cifar100"):
+        from .cifar import load_cifar
+
+        if not root.exists() and len(looked) > 1:
+            # Nothing exists yet: download into the first place, ./data by default.
+            root = looked[-1] if not cfg.root else looked[0]
+        train, test, classes = load_cifar(cfg.name, root, labels=cfg.labels, download=cfg.download)
+        return train, test, classes, root
+    if cfg.name == "imagefolder":
+        from .imagefolder import load_imagefolder
+
+        if not cfg.root:
+            raise DataError(
+                "data.name=imagefolder needs data.root: a folder holding train/<class>/* and test/<class>/* "
+                f"(a relative path is also looked up inside ${ENV_VAR})."
+            )
+        if not root.exists():
+            raise DataError(
+                f"Image folder not found; looked in: {', '.join(str(p) for p in looked)}. "
+                "Set data.root to a folder holding train/<class>/* and test/<class>/*."
+            )
+        train, test, classes = load_imagefolder(root, image_size=cfg.image_size)
+        return train, test, classes, root
+    raise DataError(f"Unknown dataset {cfg.name!r}; use cifar10, cifar100, imagefolder or synthetic.")
+
+
+def build_data(cfg) -> Data:
+    """All splits for a run: train (after the val hold-out), val, test, train_subset."""
+    train, test, classes, root = load_raw(cfg)
+    splits: dict[str, Split] = {}
+    if cfg.val_size:
+        if cfg.val_size >= len(train):
+            raise DataError(
+                f"data.val_size={cfg.val_size} leaves no training images out of {len(train)}; lower it."
+            )
+        keep, held = stratified_holdout(train.labels, cfg.val_size, cfg.split_seed)
+        splits["val"] = take(train, held)
+        train = take(train, keep)
+    if cfg.train_size:
+        train = take(train, slice(0, cfg.train_size))
+    splits["train"] = train
+    splits["test"] = test
+    splits["train_subset"] = take(train, slice(0, cfg.train_subset_size or len(train)))
+    # Always measured (the run records it); the loader applies it only with data.normalize.
+    mean, std = channel_stats(train.images)
+    return Data(splits={k: splits[k] for k in ("train", "val", "test", "train_subset") if k in splits},
+                classes=list(classes), mean=mean, std=std, root=str(root) if root else None)

@@ -1,0 +1,190 @@
+"""Model profiling: parameters, forward FLOPs, throughput, and the model table.
+
+* ``count_params(model)``: trainable and frozen parameters (buffers excluded).
+* ``count_flops(model, (3, 32, 32))``: forward FLOPs for one image, counted by
+  ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convs, a multiply-add
+  counts as 2 FLOPs), with the model in eval mode, batch 1, no grad.
+* ``measure_speed(model, mode, batch_size, steps, channels_last)``: images per
+  second, the median over ``steps`` timed steps after warm-up; ``train`` times
+  forward + backward + an SGD step, ``infer`` a forward under ``inference_mode``.
+* ``model_rows(...)`` / ``format_rows(...)``: the table of ``classbench models``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import statistics
+import time
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .registry import create_model, get_entry, list_models
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def count_flops(model: nn.Module, input_size: tuple[int, ...] = (3, 32, 32)) -> int:
+    """Forward FLOPs per image (batch 1, eval mode, no grad). Restores the training flag."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        x = torch.zeros(1, *input_size, device=_device_of(model))
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(x)
+        return int(counter.get_total_flops())
+    finally:
+        model.train(was_training)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _logits(out: Any) -> torch.Tensor:
+    return out["logits"] if isinstance(out, dict) else out
+
+
+def measure_speed(
+    model: nn.Module,
+    mode: str = "train",
+    batch_size: int = 128,
+    steps: int = 10,
+    channels_last: bool = False,
+    warmup: int = 3,
+    input_size: tuple[int, ...] = (3, 32, 32),
+    num_classes: int | None = None,
+    device: str | torch.device | None = None,
+) -> float:
+    """Images per second: ``batch_size / median(step time)`` over ``steps`` steps after ``warmup``.
+
+    Works on a deep copy, so the caller's model (weights, BN stats, mode) is untouched.
+    """
+    if mode not in ("train", "infer"):
+        raise ValueError(f"mode must be train or infer; got {mode!r}")
+    dev = torch.device(device) if device is not None else _device_of(model)
+    model = copy.deepcopy(model).to(dev)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        model = model.to(memory_format=memory_format)
+    x = torch.randn(batch_size, *input_size, device=dev).contiguous(memory_format=memory_format)
+    times: list[float] = []
+    if mode == "infer":
+        model.eval()
+        with torch.inference_mode():
+            for i in range(warmup + steps):
+                _sync(dev)
+                t0 = time.perf_counter()
+                model(x)
+                _sync(dev)
+                if i >= warmup:
+                    times.append(time.perf_counter() - t0)
+    else:
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+        with torch.no_grad():
+            n_out = num_classes or _logits(model(x[:2])).shape[1]
+        y = torch.randint(0, n_out, (batch_size,), device=dev)
+        for i in range(warmup + steps):
+            _sync(dev)
+            t0 = time.perf_counter()
+            out = model(x)
+            loss = F.cross_entropy(_logits(out), y)
+            if isinstance(out, dict):
+                loss = loss + sum(F.cross_entropy(a, y) for a in out["aux"].values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            _sync(dev)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return batch_size / statistics.median(times)
+
+
+def model_rows(
+    num_classes: int = 10,
+    pattern: str | None = None,
+    bench: bool = False,
+    batch_size: int = 128,
+    steps: int = 10,
+    device: str | torch.device | None = None,
+) -> list[dict[str, Any]]:
+    """One row per registered model (matching ``pattern``, a regex searched in the name)."""
+    if pattern is not None:
+        re.compile(pattern)  # a bad pattern raises re.error here, before any model is built
+    rows = []
+    for name in list_models(pattern):
+        entry = get_entry(name)
+        model = create_model(name, num_classes=num_classes)
+        row: dict[str, Any] = {
+            "name": name,
+            "family": entry.family,
+            "params": count_params(model),
+            "flops": count_flops(model),
+            "options": dict(entry.options),
+        }
+        if bench:
+            dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            model = model.to(dev)
+            for mode in ("train", "infer"):
+                row[f"{mode}_img_per_s"] = measure_speed(
+                    model, mode, batch_size, steps, channels_last=entry.channels_last,
+                    num_classes=num_classes,
+                )
+        rows.append(row)
+        del model
+    return rows
+
+
+def _human(n: float, unit: str = "") -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}{unit}"
+    return f"{n:.0f}{unit}"
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in options.items())
+
+
+def format_rows(rows: list[dict[str, Any]], fmt: str = "table") -> str:
+    """Render rows as an aligned text ``table``, a ``markdown`` table or ``json`` (a list of objects)."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    if fmt not in ("table", "markdown"):
+        raise ValueError(f"format must be table, markdown or json; got {fmt!r}")
+    bench = any("train_img_per_s" in r for r in rows)
+    header = ["name", "family", "params", "FLOPs"] + (["train img/s", "infer img/s"] if bench else []) + ["options"]
+    body = []
+    for r in rows:
+        cells = [r["name"], r["family"], _human(r["params"]), _human(r["flops"])]
+        if bench:
+            cells += [f"{r.get('train_img_per_s', float('nan')):.0f}", f"{r.get('infer_img_per_s', float('nan')):.0f}"]
+        cells.append(_options_text(r.get("options", {})))
+        body.append(cells)
+    numeric = {2, 3, 4, 5} if bench else {2, 3}
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |",
+                 "|" + "|".join("---:" if i in numeric else "---" for i in range(len(header))) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
+        return "\n".join(lines)
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *body)]
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    out = [line(header), line(["-" * w for w in widths])] + [line(c) for c in body]
+    return "\n".join(out)
