@@ -223,8 +223,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, (dict, set)) or (value is not None and not isinstance(value, (str, int, float, bool, list))):
-        value = raw  # e.g. dates or mappings: keep what the user typed
+    if value is not None and not isinstance(value, (str, int, float, bool, list, dict)):
+        value = raw  # e.g. dates: keep what the user typed
     return key, value
 
 
@@ -287,7 +287,10 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
     for k, v in d.items():
         full = f"{prefix}{k}"
         tp = _leaf_type(full)
-        if isinstance(v, dict) and tp is not None and is_dataclass(tp):
+        # Descend into sections and into non-empty free mappings (model.args), so that
+        # `model.args.width=8` adds one option instead of replacing all of them.
+        free_mapping = tp is None or get_origin(tp) is dict
+        if isinstance(v, dict) and v and ((tp is not None and is_dataclass(tp)) or free_mapping):
             items += _flatten(v, full + ".")
         else:
             items.append((full, v))

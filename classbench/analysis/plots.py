@@ -227,6 +227,8 @@ def size_figure(runs: Sequence[Run], *, title: str | None = None, colors: dict[s
     from matplotlib.lines import Line2D
     from matplotlib.ticker import PercentFormatter
 
+    from matplotlib.ticker import FuncFormatter
+
     colors = colors or run_colors(runs)
     fig = _new_figure()
     ax = fig.add_subplot()
@@ -263,6 +265,7 @@ def size_figure(runs: Sequence[Run], *, title: str | None = None, colors: dict[s
             color="#222222", zorder=4,
         )
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _fmt_tick(v)))
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
     ax.set_xlabel("parameters (log scale)")
     ylabel = sources.pop() if len(sources) == 1 else "top-1 accuracy (see report for selection)"
@@ -285,7 +288,7 @@ def size_figure(runs: Sequence[Run], *, title: str | None = None, colors: dict[s
                 for f in refs
             ]
             fig.legend(handles=handles, loc="outside right upper", title="forward FLOPs / image", fontsize=8,
-                       title_fontsize=9, frameon=False, labelspacing=1.8, borderpad=1.0)
+                       title_fontsize=9, frameon=False, labelspacing=2.0, borderpad=1.2, handletextpad=1.8)
     else:
         ax.text(0.5, 0.5, "no run has both an accuracy and a parameter count yet\n(params come from summary.json of finished runs)",
                 ha="center", va="center", transform=ax.transAxes, color="#666666")
@@ -294,6 +297,14 @@ def size_figure(runs: Sequence[Run], *, title: str | None = None, colors: dict[s
         fig.text(0.01, 0.005, "not shown (unfinished, no params or no accuracy): " + ", ".join(missing[:6]) + more,
                  fontsize=7, color="#666666", ha="left", va="bottom")
     return _png_bytes(fig)
+
+
+def _fmt_tick(v: float) -> str:
+    """10000 -> 10k, 2500000 -> 2.5M."""
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:g}{suffix}"
+    return f"{v:g}"
 
 
 def _fmt_flops(f: float) -> str:

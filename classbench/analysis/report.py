@@ -179,6 +179,7 @@ section { margin-top:28px; }
 h2 { font-size:19px; font-weight:600; border-bottom:1px solid var(--line); padding-bottom:6px; margin:0 0 12px; }
 h3 { font-size:15px; font-weight:600; margin:18px 0 8px; }
 p.note, .note { color:var(--muted); font-size:13px; }
+.scroll { overflow-x:auto; }
 .box { background:var(--soft); border:1px solid var(--line); border-radius:6px; padding:10px 14px; margin:10px 0; }
 .warn { background:#fff8c5; border-color:#d4a72c; }
 table { border-collapse:collapse; font-size:13px; margin:6px 0 12px; }
@@ -211,13 +212,18 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img class="fig" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 
 
+def _breakable(path: str) -> str:
+    """A path that may wrap after its slashes."""
+    return "/<wbr>".join(esc(part) for part in path.split("/"))
+
+
 def _badge(status: str) -> str:
     return f'<span class="badge st-{esc(status)}">{esc(status)}</span>'
 
 
 def _summary_table(rows: list[dict], colors: dict[str, str], split: str, metric: str) -> str:
     cols = table_columns(split, metric)
-    out = ['<table id="summary-table" class="summary">', "<thead><tr>"]
+    out = ['<div class="scroll"><table id="summary-table" class="summary">', "<thead><tr>"]
     out += [f'<th class="{"num" if k in _NUMERIC_COLS else ""}">{esc(h)}</th>' for k, h in cols]
     out.append("</tr></thead><tbody>")
     for i, row in enumerate(rows):
@@ -227,14 +233,14 @@ def _summary_table(rows: list[dict], colors: dict[str, str], split: str, metric:
         for k, _ in cols:
             if k == "run":
                 sw = f'<span class="swatch" style="background:{esc(colors.get(label, "#888"))}"></span>'
-                out.append(f'<td class="run">{sw}{esc(row["run"])}</td>')
+                out.append(f'<td class="run">{sw}{_breakable(row["run"])}</td>')
             elif k == "status":
                 out.append(f"<td>{_badge(row['status'])}</td>")
             else:
                 c = "num" if k in _NUMERIC_COLS else ""
                 out.append(f'<td class="{c}">{esc(format_cell(row, k))}</td>')
         out.append("</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
@@ -319,7 +325,7 @@ def _config_diff_html(runs: Sequence[Run], colors: dict[str, str]) -> str:
             label = r.label or r.name
             sw = f'<span class="swatch" style="background:{esc(colors.get(label, "#888"))}"></span>'
             kvs = "".join(f"<span class='kv'>{esc(k)}={esc(_fmt_value(v))}</span>" for k, v in diffs[label].items())
-            out.append(f"<tr><td class='run'>{sw}{esc(r.rel)}</td><td>{esc(r.name)}</td><td>{kvs}</td></tr>")
+            out.append(f"<tr><td class='run'>{sw}{_breakable(r.rel)}</td><td>{esc(r.name)}</td><td>{kvs}</td></tr>")
         out.append("</tbody></table>")
     if common:
         items = "".join(f"<tr><td><code>{esc(k)}</code></td><td><code>{esc(_fmt_value(v))}</code></td></tr>" for k, v in common.items())

@@ -46,17 +46,19 @@ def selection_labels(split: str, metric: str) -> dict[str, str]:
 def _test_at_best_val(run: Run, metric: str) -> tuple[float | None, int | None, str | None, str | None]:
     """(value, step, selected_on, source) of the honest selection for ``run``."""
     s = run.summary
-    if s is not None and metric in ("top1", "top5") and is_number(s.get(f"test_{metric}")):
+    if s is not None and is_number(s.get(f"test_{metric}")):
         sel = s.get("selection_split") or "val"
         step = s.get("best_val_step")
+        if not is_number(step):
+            step = s.get("best_step")
         return float(s[f"test_{metric}"]), (int(step) if is_number(step) else None), str(sel), "summary.json"
     # From metrics.jsonl: the test value at the step where val top-1 was best.
     best_val = run.best("val", "top1")
     if best_val is not None:
         v = run.value_at("test", metric, best_val[1])
         return v, best_val[1], "val", ("metrics.jsonl" if v is not None else None)
-    if s is not None and is_number(s.get("best_val_step")):
-        step = int(s["best_val_step"])
+    if s is not None and is_number(s.get("best_step")):
+        step = int(s["best_step"])
         sel = str(s.get("selection_split") or "val")
         v = run.value_at("test", metric, step)
         return v, step, sel, ("metrics.jsonl" if v is not None else None)
@@ -151,6 +153,8 @@ def fmt_count(n: float | None) -> str:
 def fmt_duration(s: float | None) -> str:
     if s is None or not math.isfinite(s):
         return "–"
+    if s < 10:
+        return f"{s:.1f}s"
     s = int(round(s))
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
@@ -213,12 +217,13 @@ def format_cell(row: dict, key: str) -> str:
 
 
 def explanation(split: str, metric: str) -> list[str]:
+    """One sentence per selection column, naming the column as the tables do."""
     m = METRIC_NAMES.get(metric, metric)
     labels = selection_labels(split, metric)
     return [
-        f"best {split} {m} @ any step: {labels['best_any_step']}.",
-        f"test {m} @ best-val ckpt: {labels['test_at_best_val']}; "
-        "* = unfinished run, read from metrics.jsonl at the step where val top-1 was best.",
+        f"'best {split} {m} @ any step' = {labels['best_any_step']}.",
+        f"'test {m} @ best-val ckpt' = {labels['test_at_best_val']}; "
+        "* marks an unfinished run, read from metrics.jsonl at the step where val top-1 was best.",
     ]
 
 
@@ -228,7 +233,7 @@ def _md_escape(s: str) -> str:
 
 def to_markdown(rows: list[dict], split: str, metric: str) -> str:
     cols = table_columns(split, metric)
-    lines = [f"Selections: {' '.join(explanation(split, metric))}", ""]
+    lines = ["> Selections:", *(f"> - {e}" for e in explanation(split, metric)), ""]
     lines.append("| " + " | ".join(h for _, h in cols) + " |")
     right = {"best_any_step", "best_any_step_at", "test_at_best_val", "test_at_best_val_step", "params", "flops", "wall_time_s", "train_img_per_s"}
     lines.append("|" + "|".join("---:" if k in right else "---" for k, _ in cols) + "|")

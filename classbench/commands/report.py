@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smooth", type=float, default=0.0, metavar="FLOAT", help="EMA smoothing of the train curves in [0, 1)")
     parser.add_argument("--no-per-class", action="store_true", help="skip evaluating the best run on the test split")
     parser.add_argument("--eval-limit", type=int, metavar="N", help="evaluate the best run on the first N test images only")
-    parser.add_argument("--device", default="cpu", help="device for the best run's evaluation (default: cpu)")
+    parser.add_argument("--device", default="auto", help="device for the best run's evaluation: auto (cuda if available), cpu, cuda[:N]")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,10 +27,15 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.runs import load_runs
 
     ema([], args.smooth)
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)
     text = build_report(
         runs, title=args.title, runs_dir=args.runs_dir, group=args.group, filter=args.filter,
-        per_class=not args.no_per_class, device=args.device, eval_limit=args.eval_limit, smooth=args.smooth, x=args.x,
+        per_class=not args.no_per_class, device=device, eval_limit=args.eval_limit, smooth=args.smooth, x=args.x,
     )
     path = write_report(args.output, text)
     print(f"wrote {path} ({len(runs)} runs, {len(text) / 1e6:.1f} MB)", file=sys.stderr)

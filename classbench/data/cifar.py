@@ -133,9 +133,17 @@ def _find_or_fetch(name: str, spec: _Spec, root: Path, download: bool) -> Path:
     )
     if not download:
         raise DataError(f"{looked} Downloading is off (download=False). {how}")
+    created_root = not root.exists()
     try:
         _download(url, archive, MD5[name], spec)
-    except _DownloadFailed as e:
+    except (_DownloadFailed, DataError) as e:
+        if created_root:  # leave no empty folder behind
+            try:
+                root.rmdir()
+            except OSError:
+                pass
+        if isinstance(e, DataError):
+            raise
         raise DataError(f"{looked} Downloading {url} failed: {e}. {how}") from None
     _extract(archive, root, spec)
     return folder

@@ -82,24 +82,28 @@ def _open_rgb(path: Path, image_size: int | None) -> Image.Image:
     return img
 
 
-def _decode_into(out: np.ndarray, paths: list[Path], start: int, stop: int, image_size: int | None) -> None:
+def _decode_into(
+    out: np.ndarray, paths: list[Path], start: int, stop: int, image_size: int | None, ref: Path
+) -> None:
     h, w = out.shape[2], out.shape[3]
     for i in range(start, stop):
         img = _open_rgb(paths[i], image_size)
         if img.size != (w, h):
             raise DataError(
-                f"{paths[i]}: the image is {img.size[0]}x{img.size[1]} but {paths[0]} is {w}x{h}; all "
+                f"{paths[i]}: the image is {img.size[0]}x{img.size[1]} but {ref} is {w}x{h}; all "
                 "images must have one size. Set data.image_size=N (e.g. data.image_size="
                 f"{max(w, h)}) to resize every image to NxN."
             )
         out[i] = np.asarray(img).transpose(2, 0, 1)
 
 
-def _decode_all(paths: list[Path], image_size: int | None, size: tuple[int, int], pool: ThreadPoolExecutor) -> np.ndarray:
+def _decode_all(
+    paths: list[Path], image_size: int | None, size: tuple[int, int], ref: Path, pool: ThreadPoolExecutor
+) -> np.ndarray:
     w, h = size
     out = np.empty((len(paths), 3, h, w), dtype=np.uint8)
     futures = [
-        pool.submit(_decode_into, out, paths, s, min(s + _CHUNK, len(paths)), image_size)
+        pool.submit(_decode_into, out, paths, s, min(s + _CHUNK, len(paths)), image_size, ref)
         for s in range(0, len(paths), _CHUNK)
     ]
     try:
@@ -169,8 +173,8 @@ def load_imagefolder(
     else:
         size = _open_rgb(train_paths[0], None).size
     with ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="classbench-decode") as pool:
-        train_images = _decode_all(train_paths, image_size, size, pool)
-        test_images = _decode_all(test_paths, image_size, size, pool)
+        train_images = _decode_all(train_paths, image_size, size, train_paths[0], pool)
+        test_images = _decode_all(test_paths, image_size, size, train_paths[0], pool)
     train = Split(torch.from_numpy(train_images), torch.from_numpy(train_labels))
     test = Split(torch.from_numpy(test_images), torch.from_numpy(test_labels))
     return train, test, classes

@@ -1,0 +1,210 @@
+"""Shared building blocks: attention variants, relative positions, MixStyle, EMA input norms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from classbench.layers.attention import (
+    Attention,
+    PerHeadAttention,
+    TransformerBlock,
+    load_fused_into_per_head,
+    per_head_to_fused_state,
+    relative_position_term,
+    sinusoidal_encoding,
+)
+from classbench.layers.mixstyle import MixStyle
+from classbench.layers.norms import EMAInputNorm, make_input_norm, make_norm2d
+
+ATTN_OPTIONS = [
+    {},
+    {"diag_mask": True},
+    {"temperature": "log"},
+    {"temperature": "vanilla"},
+    {"rel_pos": 6},
+    {"rel_pos": 6, "diag_mask": True, "temperature": "log", "qkv_bias": True},
+]
+
+
+def _pair(dim=16, heads=4, **opts):
+    torch.manual_seed(0)
+    fused = Attention(dim, heads, **opts).eval()
+    per_head = PerHeadAttention(dim, heads, **opts).eval()
+    if "rel_pos" in opts:  # make u and v non-zero so their terms matter
+        with torch.no_grad():
+            fused.u_bias.normal_()
+            fused.v_bias.normal_()
+    return fused, load_fused_into_per_head(per_head, fused)
+
+
+@pytest.mark.parametrize("opts", ATTN_OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
+def test_fused_and_per_head_attention_agree(opts):
+    fused, per_head = _pair(**opts)
+    x = torch.randn(3, 7, 16)
+    torch.testing.assert_close(per_head(x), fused(x), atol=1e-5, rtol=0)
+    # and back: per-head weights loaded into a fresh fused module
+    fused2 = Attention(16, 4, **opts).eval()
+    fused2.load_state_dict(per_head_to_fused_state(per_head.state_dict(), 4))
+    torch.testing.assert_close(fused2(x), fused(x), atol=1e-6, rtol=0)
+
+
+def test_attention_maps_of_both_layouts_agree():
+    fused, per_head = _pair(rel_pos=6)
+    fused.store_attention = per_head.store_attention = True
+    x = torch.randn(2, 7, 16)
+    fused(x), per_head(x)
+    assert fused.last_attention.shape == (2, 4, 7, 7)
+    torch.testing.assert_close(per_head.last_attention, fused.last_attention, atol=1e-6, rtol=0)
+
+
+def test_stored_attention_path_matches_fast_path():
+    attn = Attention(16, 4, temperature="log").eval()
+    x = torch.randn(2, 5, 16)
+    fast = attn(x)
+    attn.store_attention = True
+    torch.testing.assert_close(attn(x), fast, atol=1e-6, rtol=0)
+    torch.testing.assert_close(attn.last_attention.sum(-1), torch.ones(2, 4, 5))
+
+
+@pytest.mark.parametrize("cls", [Attention, PerHeadAttention])
+def test_diag_mask_zeroes_the_diagonal(cls):
+    attn = cls(16, 4, diag_mask=True).eval()
+    attn.store_attention = True
+    attn(torch.randn(2, 6, 16))
+    w = attn.last_attention
+    diag = torch.diagonal(w, dim1=-2, dim2=-1)
+    assert torch.equal(diag, torch.zeros_like(diag))
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 4, 6))
+
+
+@pytest.mark.parametrize("kind", ["log", "vanilla"])
+def test_learned_temperature_starts_at_standard_scaling(kind):
+    attn = Attention(32, 4, temperature=kind)
+    params = dict(attn.named_parameters())
+    name = "log_inv_tau" if kind == "log" else "tau"
+    assert params[name].requires_grad and params[name].dim() == 0
+    assert float(attn.logit_scale().detach()) == pytest.approx(1 / math.sqrt(8))
+    assert attn.temperature_value() == pytest.approx(math.sqrt(8))
+    attn(torch.randn(2, 5, 32)).sum().backward()
+    assert params[name].grad is not None and params[name].grad.abs() > 0
+
+
+def test_no_temperature_is_fixed():
+    attn = Attention(32, 4)
+    assert not any("tau" in n for n, _ in attn.named_parameters())
+    assert attn.logit_scale() == pytest.approx(1 / math.sqrt(8))
+
+
+def test_relative_term_depends_only_on_offsets():
+    torch.manual_seed(0)
+    heads, d, max_off = 2, 4, 12
+    q = torch.randn(2, heads, 5, d)
+    v_bias = torch.randn(heads, d)
+    rel = torch.randn(2 * max_off + 1, heads, d)
+    pos_q, pos_k = torch.arange(5), torch.arange(6)
+    base = relative_position_term(q, v_bias, rel, pos_q, pos_k)
+    assert base.shape == (2, heads, 5, 6)
+    for shift in (1, 3, -2):
+        assert torch.equal(relative_position_term(q, v_bias, rel, pos_q + shift, pos_k + shift), base)
+    # shifting only the keys changes the offsets, hence the term
+    assert not torch.allclose(relative_position_term(q, v_bias, rel, pos_q, pos_k + 1), base)
+    # entry (i, j) is (q_i + v) . rel[i - j + M]
+    i, j = 4, 1
+    expected = ((q[:, :, i] + v_bias) * rel[i - j + max_off]).sum(-1)
+    torch.testing.assert_close(base[:, :, i, j], expected)
+
+
+def test_sinusoidal_encoding():
+    enc = sinusoidal_encoding(torch.arange(-3, 4), 10)
+    assert enc.shape == (7, 10)
+    torch.testing.assert_close(enc[3], torch.cat([torch.zeros(5), torch.ones(5)]))  # offset 0
+
+
+def test_relative_attention_has_u_and_v_and_projection():
+    attn = Attention(16, 4, rel_pos=5)
+    names = {n for n, _ in attn.named_parameters()}
+    assert {"u_bias", "v_bias", "rel_proj.weight"} <= names
+    attn(torch.randn(2, 6, 16)).sum().backward()
+    assert all(p.grad is not None for p in attn.parameters())
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_transformer_block_shapes(norm):
+    blk = TransformerBlock(16, 2, 32, norm=norm)
+    assert blk(torch.randn(2, 5, 16)).shape == (2, 5, 16)
+
+
+def test_bad_options_raise_value_error():
+    with pytest.raises(ValueError):
+        Attention(16, 3)
+    with pytest.raises(ValueError):
+        Attention(16, 4, temperature="hot")
+    with pytest.raises(ValueError):
+        TransformerBlock(16, 4, 32, norm="middle")
+
+
+# ---------------------------------------------------------------- MixStyle
+
+def test_mixstyle_is_exact_identity_in_eval():
+    m = MixStyle(p=1.0).eval()
+    x = torch.randn(4, 8, 5, 5)
+    assert torch.equal(m(x), x)
+
+
+def test_mixstyle_mixes_in_training():
+    torch.manual_seed(0)
+    m = MixStyle(p=1.0, alpha=0.1).train()
+    x = torch.randn(8, 4, 6, 6) * torch.arange(1, 9).view(8, 1, 1, 1)
+    y = m(x)
+    assert y.shape == x.shape and not torch.allclose(y, x)
+    assert torch.equal(MixStyle(p=0.0).train()(x), x)
+
+
+# ---------------------------------------------------------------- EMA input norms
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_ema_input_norm_updates_in_train_and_freezes_in_eval(per_channel):
+    torch.manual_seed(0)
+    norm = EMAInputNorm(3, per_channel=per_channel, momentum=0.01)
+    n = 3 if per_channel else 1
+    assert norm.running_mean.shape == (n,)
+    x1 = torch.rand(8, 3, 4, 4) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+    y1 = norm.train()(x1)
+    dims = (0, 2, 3) if per_channel else (0, 1, 2, 3)
+    # the first batch initialises the statistics, so it comes out standardised
+    torch.testing.assert_close(y1.mean(dim=dims).reshape(n), torch.zeros(n), atol=1e-5, rtol=0)
+    m1 = norm.running_mean.clone()
+    x2 = torch.rand(8, 3, 4, 4) + 5
+    norm(x2)
+    mean2 = x2.mean(dim=dims).reshape(n)
+    torch.testing.assert_close(norm.running_mean, 0.99 * m1 + 0.01 * mean2)
+    assert int(norm.num_batches_tracked) == 2
+    frozen = {k: v.clone() for k, v in norm.state_dict().items()}
+    norm.eval()
+    out = norm(torch.rand(8, 3, 4, 4) * 100)
+    for k, v in norm.state_dict().items():
+        assert torch.equal(v, frozen[k]), k
+    expected = (x2 - norm.running_mean.view(1, -1, 1, 1)) / (norm.running_var.view(1, -1, 1, 1) + norm.eps).sqrt()
+    torch.testing.assert_close(norm(x2), expected)
+    assert out.shape == (8, 3, 4, 4)
+
+
+def test_make_input_norm_kinds():
+    assert isinstance(make_input_norm("dataset"), torch.nn.Identity)
+    assert isinstance(make_input_norm("none"), torch.nn.Identity)
+    assert not make_input_norm("scalar_ema").per_channel
+    assert make_input_norm("per_channel_ema").per_channel
+    with pytest.raises(ValueError):
+        make_input_norm("imagenet")
+
+
+def test_make_norm2d():
+    gn = make_norm2d("gn", 64)
+    assert isinstance(gn, torch.nn.GroupNorm) and gn.num_groups == 16
+    assert isinstance(make_norm2d("bn", 8), torch.nn.BatchNorm2d)
+    assert isinstance(make_norm2d("none", 8), torch.nn.Identity)
+    with pytest.raises(ValueError):
+        make_norm2d("ln", 8)

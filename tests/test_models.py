@@ -1,0 +1,320 @@
+"""The model zoo: shapes, gradients, determinism, parameter counts, ViT options, profile, CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from classbench.errors import ConfigError
+from classbench.layers.attention import convert_attention_layout
+from classbench.models import create_model, get_entry, list_models
+from classbench.models.profile import count_flops, count_params, format_rows, measure_speed, model_rows
+
+# Exact parameter counts with 10 classes.
+PARAMS = {
+    "alexnet": 7_706_442,
+    "cct_2_3x2": 283_723,
+    "cct_7_3x1": 3_760_139,
+    "cvit_tiny": 118_618,
+    "cvt_7_4": 3_716_619,
+    "googlenet": 6_166_250,
+    "mcvit_tiny": 118_571,
+    "mobilenetv1": 3_217_226,
+    "resnet101": 42_512_970,
+    "resnet110": 1_730_714,
+    "resnet152": 58_156_618,
+    "resnet18": 11_173_962,
+    "resnet20": 272_474,
+    "resnet32": 466_906,
+    "resnet34": 21_282_122,
+    "resnet44": 661_338,
+    "resnet50": 23_520_842,
+    "resnet56": 855_770,
+    "toy_dilated": 29_098,
+    "vgg11": 9_231_114,
+    "vgg13": 9_416_010,
+    "vgg16": 14_728_266,
+    "vgg19": 20_040_522,
+    "vit": 3_716_874,
+    "vit_12x256_p8": 9_524_490,
+    "vit_aux_3x4x256_p8": 9_530_654,
+    "vit_lite_7_4": 3_716_874,
+    "vitn_12x256_p8": 9_525_002,
+    "vitn_12x256_p8_dm": 9_525_002,
+    "vitn_12x256_p8_lt": 9_525_014,
+    "vitn_12x256_p8_ltv": 9_525_014,
+    "vitn_12x256_p8_ra": 10_313_226,
+    "xception": 20_827_442,
+}
+
+# Published figures (Hassani et al., 2021, CIFAR-10) and He et al. (2016).
+PUBLISHED = {"cct_7_3x1": 3.76e6, "vit_lite_7_4": 3.72e6, "cct_2_3x2": 0.28e6, "resnet20": 0.27e6}
+
+ALL = list_models()
+_cache: dict[str, torch.nn.Module] = {}
+
+
+def _model10(name: str) -> torch.nn.Module:
+    """One 10-class instance per model, shared by the tests (building the big ones is not free)."""
+    if name not in _cache:
+        torch.manual_seed(0)
+        _cache[name] = create_model(name, num_classes=10)
+    return _cache[name]
+
+
+def _logits(out):
+    return out["logits"] if isinstance(out, dict) else out
+
+
+def test_every_model_has_a_pinned_param_count():
+    assert sorted(PARAMS) == ALL
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_train_step_gradients_and_eval_determinism(name):
+    torch.manual_seed(0)
+    model = _model10(name).train()
+    x = torch.randn(2, 3, 32, 32)
+    y = torch.tensor([1, 7])
+    out = model(x)
+    logits = _logits(out)
+    assert logits.shape == (2, 10)
+    loss = F.cross_entropy(logits, y)
+    if isinstance(out, dict):
+        assert out["aux"], "an aux dict must not be empty"
+        for aux in out["aux"].values():
+            assert aux.shape == (2, 10)
+            loss = loss + F.cross_entropy(aux, y)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"no gradient for {missing[:5]}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    with torch.no_grad():
+        a, b = model(x), model(x)
+    assert isinstance(a, torch.Tensor) and a.shape == (2, 10)
+    assert torch.equal(a, b)
+    assert count_params(model) == PARAMS[name]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_100_classes(name):
+    model = create_model(name, num_classes=100).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+
+
+@pytest.mark.parametrize("name,published", sorted(PUBLISHED.items()))
+def test_published_param_counts(name, published):
+    assert abs(PARAMS[name] - published) / published < 0.01
+
+
+def test_resnet18_matches_kuangliu_exactly():
+    assert PARAMS["resnet18"] == 11_173_962
+
+
+def test_registry_metadata():
+    assert get_entry("resnet18").family == "resnet" and get_entry("resnet18").channels_last
+    vit = get_entry("vit_12x256_p8")
+    assert vit.family == "vit" and not vit.channels_last
+    assert vit.options["patch"] == 8 and vit.options["dim"] == 256 and vit.options["depth"] == 12
+
+
+# ---------------------------------------------------------------- ResNet options
+
+def test_unknown_options_are_config_errors():
+    with pytest.raises(ConfigError, match="no option 'nrom'"):
+        create_model("resnet20", nrom="gn")
+    with pytest.raises(ConfigError, match="no option 'dimm'"):
+        create_model("cvit_tiny", dimm=32)
+    with pytest.raises(ConfigError):
+        create_model("resnet20", norm="layer")
+    with pytest.raises(ConfigError):
+        create_model("resnet20", mixstyle_stages=[4])
+    with pytest.raises(ConfigError):
+        create_model("cvit_tiny", pool="mean")
+
+
+def test_head_classes():
+    model = create_model("resnet20", num_classes=10, head_classes=1000).eval()
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 1000)
+
+
+@pytest.mark.parametrize("norm", ["gn", "none"])
+def test_resnet_norms(norm):
+    model = create_model("resnet20", norm=norm)
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert "BatchNorm2d" not in kinds
+    assert ("GroupNorm" in kinds) == (norm == "gn")
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+
+
+def test_mixstyle_resnet_is_plain_resnet_in_eval():
+    torch.manual_seed(0)
+    plain = create_model("resnet20")
+    mixed = create_model("resnet20", mixstyle_stages=[1, 2, 3])
+    mixed.load_state_dict(plain.state_dict())  # MixStyle has no state
+    assert sum(type(m).__name__ == "MixStyle" for m in mixed.modules()) == 3
+    x = torch.randn(4, 3, 32, 32)
+    plain.eval(), mixed.eval()
+    with torch.no_grad():
+        assert torch.equal(mixed(x), plain(x))
+
+
+@pytest.mark.parametrize("kind,n", [("scalar_ema", 1), ("per_channel_ema", 3)])
+def test_resnet_ema_input_norm(kind, n):
+    model = create_model("resnet20", input_norm=kind)
+    norm = model.input_norm
+    assert norm.running_mean.shape == (n,)
+    model.train()(torch.rand(4, 3, 32, 32))
+    assert int(norm.num_batches_tracked) == 1
+    stats = norm.running_mean.clone()
+    model.eval()(torch.rand(4, 3, 32, 32) + 3)
+    assert torch.equal(norm.running_mean, stats)
+    assert "input_norm.running_mean" in model.state_dict()
+
+
+def test_dataset_input_norm_is_identity():
+    assert isinstance(create_model("resnet20", input_norm="dataset").input_norm, torch.nn.Identity)
+    assert isinstance(create_model("resnet20", input_norm="none").input_norm, torch.nn.Identity)
+
+
+# ---------------------------------------------------------------- ViT options
+
+def _vit(**opts):
+    torch.manual_seed(0)
+    return create_model("cvit_tiny", **opts)
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [{}, {"pos": "relative", "diag_mask": True, "temperature": "log"}, {"pool": "seqpool", "temperature": "vanilla"},
+     {"tokenizer": "conv", "conv_layers": 2, "pos": "sincos2d", "norm": "post"}],
+    ids=["plain", "ra-dm-lt", "seqpool-ltv", "conv-sincos-post"],
+)
+def test_vit_fused_and_per_head_models_agree(opts):
+    fused = _vit(**opts).eval()
+    per_head = _vit(attention="per_head", **opts).eval()
+    per_head.load_state_dict(convert_attention_layout(fused.state_dict(), heads=4, to="per_head"))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(per_head(x), fused(x), atol=1e-5, rtol=0)
+
+
+def test_vit_diag_mask_weights_are_zero():
+    model = _vit(diag_mask=True).eval()
+    model.set_store_attention(True)
+    model(torch.randn(2, 3, 32, 32))
+    maps = model.attention_maps()
+    assert len(maps) == 4
+    for w in maps:
+        assert w.shape == (2, 4, 65, 65)
+        diag = torch.diagonal(w, dim1=-2, dim2=-1)
+        assert torch.equal(diag, torch.zeros_like(diag))
+    model.set_store_attention(False)
+    assert model.attention_maps() == [None] * 4
+
+
+@pytest.mark.parametrize("name,param", [("vitn_12x256_p8_lt", "log_inv_tau"), ("vitn_12x256_p8_ltv", "tau")])
+def test_learned_temperature_is_trainable_and_reported(name, param):
+    model = _model10(name)
+    temps = [p for n, p in model.named_parameters() if n.endswith(f"attn.{param}")]
+    assert len(temps) == 12 and all(p.requires_grad for p in temps)
+    metrics = model.extra_metrics()
+    assert sorted(metrics) == sorted(f"temperature_l{i}" for i in range(12))
+    assert metrics["temperature_l0"] == pytest.approx(8.0)  # sqrt(256 / 4)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    model.train()
+    F.cross_entropy(model(torch.randn(2, 3, 32, 32)), torch.tensor([0, 1])).backward()
+    opt.step()
+    model.zero_grad(set_to_none=True)
+    assert model.extra_metrics()["temperature_l0"] != pytest.approx(8.0, abs=1e-7)
+
+
+def test_fixed_temperature_reports_nothing():
+    assert _vit().extra_metrics() == {}
+
+
+def test_aux_outputs_only_in_training():
+    model = _model10("vit_aux_3x4x256_p8")
+    x = torch.randn(2, 3, 32, 32)
+    out = model.train()(x)
+    assert set(out) == {"logits", "aux"}
+    assert sorted(out["aux"]) == ["aux_l4", "aux_l8"]
+    with torch.no_grad():
+        assert isinstance(model.eval()(x), torch.Tensor)
+    assert list(_vit(aux_every=1).aux_heads) == ["aux_l1", "aux_l2", "aux_l3"]
+
+
+def test_relative_attention_has_no_absolute_embedding():
+    model = _vit(pos="relative")
+    assert model.pos_embed is None
+    assert all(blk.attn.rel_pos == 64 for blk in model.blocks)
+
+
+def test_seqpool_has_no_cls_token():
+    assert _vit(pool="seqpool").cls_token is None
+    assert _vit().cls_token is not None
+
+
+# ---------------------------------------------------------------- profile and CLI
+
+def test_count_flops_restores_mode():
+    model = create_model("toy_dilated").train()
+    flops = count_flops(model)
+    assert model.training
+    # 4 convs: 2 * H * W * Cout * Cin * 9
+    expected = 2 * 32 * 32 * 32 * 9 * (3 + 32 * 3) + 2 * 32 * 10
+    assert flops == expected
+
+
+@pytest.mark.parametrize("mode", ["train", "infer"])
+def test_measure_speed(mode):
+    model = create_model("toy_dilated")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert measure_speed(model, mode, batch_size=2, steps=1, warmup=1, channels_last=True) > 0
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_model_rows_and_formats():
+    rows = model_rows(pattern="^toy_", bench=True, batch_size=2, steps=1)
+    assert [r["name"] for r in rows] == ["toy_dilated"]
+    assert rows[0]["train_img_per_s"] > 0 and rows[0]["infer_img_per_s"] > 0
+    assert "toy_dilated" in format_rows(rows, "table")
+    assert format_rows(rows, "markdown").startswith("| name |")
+    assert json.loads(format_rows(rows, "json"))[0]["params"] == PARAMS["toy_dilated"]
+
+
+def _cli(argv):
+    from classbench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_cli_models_json_lists_everything():
+    rc, out, _ = _cli(["models", "--format", "json"])
+    assert rc == 0
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == ALL
+    for r in rows:
+        assert {"name", "family", "params", "flops"} <= set(r)
+        assert r["params"] == PARAMS[r["name"]]
+        assert r["flops"] > 0
+
+
+def test_cli_models_filter_and_errors():
+    rc, out, _ = _cli(["models", "--filter", "^resnet20$", "--num-classes", "100"])
+    assert rc == 0 and "resnet20" in out and "resnet18" not in out
+    rc, _, err = _cli(["models", "--filter", "no_such_model"])
+    assert rc == 2 and "error:" in err
+    rc, _, err = _cli(["models", "--filter", "("])
+    assert rc == 2 and "regular expression" in err
