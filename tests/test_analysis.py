@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from classbench.analysis.runs import load_run, load_runs, load_groups, group_matcher, flatten
-from classbench.analysis.summary import summarize, render
+from classbench.analysis.summary import summarize
 from classbench.cli import main
 from classbench.config import load_config
 from classbench.errors import ClassbenchError

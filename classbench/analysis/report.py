@@ -26,7 +26,7 @@ import numpy as np
 
 from ..io import atomic_write_text
 from .plots import make_figures, run_colors
-from .runs import Run, flatten
+from .runs import Run
 from .summary import explanation, format_cell, summarize, table_columns
 
 #: Confusion matrices with at most this many classes are HTML tables; larger ones an image.
@@ -180,6 +180,7 @@ h2 { font-size:19px; font-weight:600; border-bottom:1px solid var(--line); paddi
 h3 { font-size:15px; font-weight:600; margin:18px 0 8px; }
 p.note, .note { color:var(--muted); font-size:13px; }
 .scroll { overflow-x:auto; }
+td.nowrap { white-space:nowrap; }
 .box { background:var(--soft); border:1px solid var(--line); border-radius:6px; padding:10px 14px; margin:10px 0; }
 .warn { background:#fff8c5; border-color:#d4a72c; }
 table { border-collapse:collapse; font-size:13px; margin:6px 0 12px; }
@@ -237,7 +238,7 @@ def _summary_table(rows: list[dict], colors: dict[str, str], split: str, metric:
             elif k == "status":
                 out.append(f"<td>{_badge(row['status'])}</td>")
             else:
-                c = "num" if k in _NUMERIC_COLS else ""
+                c = "num" if k in _NUMERIC_COLS else "nowrap"
                 out.append(f'<td class="{c}">{esc(format_cell(row, k))}</td>')
         out.append("</tr>")
     out.append("</tbody></table></div>")

@@ -3,7 +3,8 @@
 * ``count_params(model)``: trainable and frozen parameters (buffers excluded).
 * ``count_flops(model, (3, 32, 32))``: forward FLOPs for one image, counted by
   ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convs, a multiply-add
-  counts as 2 FLOPs), with the model in eval mode, batch 1, no grad.
+  counts as 2 FLOPs), with the model in eval mode, batch 1, no grad. Works on a
+  model on the ``meta`` device too (no compute at all), which the model table uses.
 * ``measure_speed(model, mode, batch_size, steps, channels_last)``: images per
   second, the median over ``steps`` timed steps after warm-up; ``train`` times
   forward + backward + an SGD step, ``infer`` a forward under ``inference_mode``.
@@ -39,12 +40,16 @@ def count_flops(model: nn.Module, input_size: tuple[int, ...] = (3, 32, 32)) -> 
     """Forward FLOPs per image (batch 1, eval mode, no grad). Restores the training flag."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     was_training = model.training
     model.eval()
     try:
         x = torch.zeros(1, *input_size, device=_device_of(model))
         counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
+        # The math backend of scaled_dot_product_attention is made of matmuls the counter sees;
+        # some fused CPU kernels are not counted at all.
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
             model(x)
         return int(counter.get_total_flops())
     finally:
@@ -130,7 +135,9 @@ def model_rows(
     rows = []
     for name in list_models(pattern):
         entry = get_entry(name)
-        model = create_model(name, num_classes=num_classes)
+        # Parameters and FLOPs need shapes only: build on the meta device (no memory, no compute).
+        with torch.device("meta"):
+            model = create_model(name, num_classes=num_classes)
         row: dict[str, Any] = {
             "name": name,
             "family": entry.family,
@@ -140,7 +147,7 @@ def model_rows(
         }
         if bench:
             dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-            model = model.to(dev)
+            model = create_model(name, num_classes=num_classes).to(dev)
             for mode in ("train", "infer"):
                 row[f"{mode}_img_per_s"] = measure_speed(
                     model, mode, batch_size, steps, channels_last=entry.channels_last,

@@ -117,9 +117,10 @@ class ResNet(nn.Module):
                 blocks.append(block(cin, w, stride, norm=norm))
                 cin = w * block.expansion
             stages.append(nn.Sequential(*blocks))
-            if i + 1 in mix:
-                stages.append(MixStyle(p=0.5, alpha=0.1))
-        self.stages = nn.Sequential(*stages)
+        self.stages = nn.ModuleList(stages)
+        # MixStyle has no state, so the state dict is the same with or without it.
+        self.mixstyle_after = tuple(mix)
+        self.mixstyle = MixStyle(p=0.5, alpha=0.1) if mix else None
         self.pool = nn.AdaptiveAvgPool2d(1)
         out = int(head_classes) if head_classes is not None else num_classes
         self.fc = nn.Linear(cin, out)
@@ -128,8 +129,11 @@ class ResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.input_norm(x)
-        x = self.stages(self.stem(x))
+        x = self.stem(self.input_norm(x))
+        for i, stage in enumerate(self.stages, 1):
+            x = stage(x)
+            if i in self.mixstyle_after:
+                x = self.mixstyle(x)
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
