@@ -32,6 +32,7 @@ class DataConfig:
     split_seed: int = 0
     train_size: int = 0  # use only the first N training images after the val hold-out; 0 = all
     train_subset_size: int = 200  # the train_subset eval split: first N training images
+    test_size: int = 0  # use only the first N test images; 0 = all (for smoke runs)
     image_size: Optional[int] = None  # imagefolder: resize to this size; None keeps the files' size
     pad: int = 4  # random crop with this much zero padding; 0 disables crop
     flip: bool = True
@@ -338,6 +339,7 @@ def validate(cfg: Config) -> None:
         "train.epochs": cfg.train.epochs, "train.steps": cfg.train.steps,
         "data.val_size": cfg.data.val_size, "data.train_size": cfg.data.train_size,
         "data.train_subset_size": cfg.data.train_subset_size, "data.pad": cfg.data.pad,
+        "data.test_size": cfg.data.test_size,
         "eval.every": cfg.eval.every, "train.checkpoint_every": cfg.train.checkpoint_every,
         "train.grad_clip": cfg.train.grad_clip, "train.threads": cfg.train.threads,
         "sched.warmup_steps": cfg.sched.warmup_steps, "optim.weight_decay": cfg.optim.weight_decay,

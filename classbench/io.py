@@ -30,6 +30,7 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], 
             "has free space; the previous file, if any, is untouched."
         ) from e
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -47,6 +48,12 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], 
             ) from e
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -56,15 +56,11 @@ PARAMS = {
 PUBLISHED = {"cct_7_3x1": 3.76e6, "vit_lite_7_4": 3.72e6, "cct_2_3x2": 0.28e6, "resnet20": 0.27e6}
 
 ALL = list_models()
-_cache: dict[str, torch.nn.Module] = {}
 
 
 def _model10(name: str) -> torch.nn.Module:
-    """One 10-class instance per model, shared by the tests (building the big ones is not free)."""
-    if name not in _cache:
-        torch.manual_seed(0)
-        _cache[name] = create_model(name, num_classes=10)
-    return _cache[name]
+    torch.manual_seed(0)
+    return create_model(name, num_classes=10)
 
 
 def _logits(out):
@@ -105,14 +101,23 @@ def test_train_step_gradients_and_eval_determinism(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_100_classes(name):
-    model = create_model(name, num_classes=100).eval()
-    with torch.no_grad():
-        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+    # Shapes only, so on the meta device (no compute): the 10-class test above runs the numbers.
+    with torch.device("meta"):
+        model = create_model(name, num_classes=100).eval()
+        out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 100)
+    # only the classifier heads (main and aux) grow: 90 more rows each
+    heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 100]
+    assert heads and count_params(model) == PARAMS[name] + sum(90 * (m.in_features + 1) for m in heads)
 
 
 @pytest.mark.parametrize("name,published", sorted(PUBLISHED.items()))
 def test_published_param_counts(name, published):
-    assert abs(PARAMS[name] - published) / published < 0.01
+    assert round(PARAMS[name] / 1e6, 2) == round(published / 1e6, 2)  # agrees to the published digits
+    if name != "cct_2_3x2":
+        assert abs(PARAMS[name] - published) / published < 0.01
+    # CCT-2/3x2 is the official architecture exactly (SHI-Labs cct_2_3x2_32: 283,723 parameters);
+    # the paper's "0.28M" is rounded to two digits, which alone allows +-1.8 %, so 1 % cannot hold.
 
 
 def test_resnet18_matches_kuangliu_exactly():

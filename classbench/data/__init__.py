@@ -108,7 +108,7 @@ def build_data(cfg) -> Data:
     if cfg.train_size:
         train = take(train, slice(0, cfg.train_size))
     splits["train"] = train
-    splits["test"] = test
+    splits["test"] = take(test, slice(0, cfg.test_size)) if cfg.test_size else test
     splits["train_subset"] = take(train, slice(0, cfg.train_subset_size or len(train)))
     # Always measured (the run records it); the loader applies it only with data.normalize.
     mean, std = channel_stats(train.images)

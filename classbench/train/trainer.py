@@ -125,7 +125,7 @@ class Trainer:
                    unit="step", dynamic_ncols=True, desc=cfg.name)
         batches = self.train_loader.batches()
         self.wall_start = time.perf_counter() - self.wall_offset
-        with self._signals():
+        with self._signals(), self._closing_tensorboard():
             self._clock_start = time.perf_counter()
             while self.step < self.total_steps:
                 if self._stop_signal is not None:
@@ -330,7 +330,8 @@ class Trainer:
         if self.cfg.log.tensorboard:
             from ..analysis.tensorboard import TensorBoardLogger
 
-            self.tb = TensorBoardLogger(self.run_dir, _hparams(self.cfg))
+            self.tb = TensorBoardLogger(self.run_dir, _hparams(self.cfg),
+                                        purge_step=self.step + 1 if self.resumed else None)
 
     def _finish(self) -> Path:
         wall = time.perf_counter() - self.wall_start
@@ -391,6 +392,16 @@ class Trainer:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+
+    @contextmanager
+    def _closing_tensorboard(self):
+        """On a stop or crash, flush the events written so far; a finished run closes with its hparams."""
+        try:
+            yield
+        except BaseException:
+            if self.tb is not None:
+                self.tb.close()
+            raise
 
     def _interrupt(self) -> None:
         self._save_last()
