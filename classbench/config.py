@@ -10,6 +10,7 @@ be valid, never a traceback.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -240,6 +241,25 @@ def _nest(key: str, value: Any) -> dict:
 
 
 # ---------------------------------------------------------------- loading
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # unhashable: the base class reports it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"found duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.exists():
         alt = sorted(str(p) for p in Path("configs").glob(f"*/{path.stem}.yaml")) if Path("configs").is_dir() else []
@@ -249,9 +269,11 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path} is a folder; give a YAML config file such as configs/cifar10/resnet20.yaml.")
     try:
         text = path.read_bytes().decode("utf-8")
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except UnicodeDecodeError:
         raise ConfigError(f"Config file {path} is not UTF-8 text; is it really a YAML file?") from None
+    except OSError as e:
+        raise ConfigError(f"Cannot read config file {path}: {e.strerror or e}.") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -331,7 +353,16 @@ def validate(cfg: Config) -> None:
         "data.num_classes": cfg.data.num_classes,
         "data.synthetic_size": cfg.data.synthetic_size,
         "optim.lr": cfg.optim.lr,
+        "sched.gamma": cfg.sched.gamma, "sched.factor": cfg.sched.factor, "sched.div_factor": cfg.sched.div_factor,
     }
+    for section in fields(cfg):  # NaN/inf slip through every range check below
+        for f in fields(getattr(cfg, section.name)) if is_dataclass(getattr(cfg, section.name)) else ():
+            value = getattr(getattr(cfg, section.name), f.name)
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ConfigError(f"{section.name}.{f.name} must be a finite number, got {value}.")
+    if not cfg.name or cfg.name in (".", "..") or any(c in cfg.name for c in "/\\\0"):
+        raise ConfigError(f"name={cfg.name!r} names the run folder: use a plain non-empty name without '/' or '\\'.")
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be greater than 0, got {value}.")
@@ -344,10 +375,16 @@ def validate(cfg: Config) -> None:
         "train.grad_clip": cfg.train.grad_clip, "train.threads": cfg.train.threads,
         "sched.warmup_steps": cfg.sched.warmup_steps, "optim.weight_decay": cfg.optim.weight_decay,
         "train.max_nonfinite_skips": cfg.train.max_nonfinite_skips,
+        "optim.momentum": cfg.optim.momentum, "optim.eps": cfg.optim.eps, "sched.min_lr": cfg.sched.min_lr,
+        "sched.warmup_start_lr": cfg.sched.warmup_start_lr, "sched.patience": cfg.sched.patience,
     }
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key} must not be negative, got {value}.")
+    if not all(0.0 <= b < 1.0 for b in cfg.optim.betas):
+        raise ConfigError(f"optim.betas must be two numbers in [0, 1), e.g. [0.9, 0.999]; got {list(cfg.optim.betas)}.")
+    if not 0.0 < cfg.sched.pct_start < 1.0:
+        raise ConfigError(f"sched.pct_start must be in (0, 1), got {cfg.sched.pct_start}.")
     if cfg.data.image_size is not None and cfg.data.image_size <= 0:
         raise ConfigError(f"data.image_size must be greater than 0 (or null), got {cfg.data.image_size}.")
     if not 0.0 <= cfg.train.label_smoothing < 1.0:

@@ -172,6 +172,19 @@ def test_mixstyle_resnet_is_plain_resnet_in_eval():
         assert torch.equal(mixed(x), plain(x))
 
 
+def test_mixstyle_resnet_mixes_in_training():
+    torch.manual_seed(0)
+    plain = create_model("resnet20").train()
+    mixed = create_model("resnet20", mixstyle_stages=[1])
+    mixed.load_state_dict(plain.state_dict())
+    mixed.train()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        ref = plain(x)
+        # p = 0.5 per forward: in 8 tries it mixes at least once (fixed seed)
+        assert any(not torch.allclose(mixed(x), ref) for _ in range(8))
+
+
 @pytest.mark.parametrize("kind,n", [("scalar_ema", 1), ("per_channel_ema", 3)])
 def test_resnet_ema_input_norm(kind, n):
     model = create_model("resnet20", input_norm=kind)

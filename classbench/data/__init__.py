@@ -56,8 +56,24 @@ def resolve_root(root: str | None) -> tuple[Path, list[Path]]:
     return candidates[0], candidates
 
 
+_CACHE: dict[tuple, tuple[Split, Split, list[str], Path | None]] = {}
+
+
 def load_raw(cfg) -> tuple[Split, Split, list[str], Path | None]:
-    """The dataset's own train and test splits, before any hold-out."""
+    """The dataset's own train and test splits, before any hold-out.
+
+    Loaded once per process: later calls (the summary's evaluation, a test
+    suite's many runs) reuse the tensors, which nothing mutates.
+    """
+    key = (cfg.name, cfg.root, os.environ.get(ENV_VAR), str(Path.cwd()), cfg.labels, cfg.image_size,
+           cfg.num_classes, cfg.synthetic_size, cfg.split_seed)
+    if key not in _CACHE:
+        _CACHE.clear()  # hold one dataset at a time
+        _CACHE[key] = _load_raw(cfg)
+    return _CACHE[key]
+
+
+def _load_raw(cfg) -> tuple[Split, Split, list[str], Path | None]:
     if cfg.name == "synthetic":
         from .synthetic import make_synthetic
 

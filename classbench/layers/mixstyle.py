@@ -20,7 +20,6 @@ class MixStyle(nn.Module):
         self.p = p
         self.alpha = alpha
         self.eps = eps
-        self._beta = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
 
     def extra_repr(self) -> str:
         return f"p={self.p}, alpha={self.alpha}"
@@ -33,7 +32,8 @@ class MixStyle(nn.Module):
         sig = (x.var(dim=(2, 3), keepdim=True) + self.eps).sqrt()
         mu, sig = mu.detach(), sig.detach()
         x_normed = (x - mu) / sig
-        lam = self._beta.sample((b, 1, 1, 1)).to(device=x.device, dtype=x.dtype)
+        beta = torch.distributions.Beta(torch.tensor(self.alpha), torch.tensor(self.alpha))
+        lam = beta.sample((b, 1, 1, 1)).to(device=x.device, dtype=x.dtype)
         perm = torch.randperm(b, device=x.device)
         mu_mix = lam * mu + (1 - lam) * mu[perm]
         sig_mix = lam * sig + (1 - lam) * sig[perm]

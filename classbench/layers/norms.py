@@ -38,12 +38,10 @@ class EMAInputNorm(nn.Module):
             mean, var = xf.mean(dim=dims), xf.var(dim=dims, unbiased=False)
         else:
             mean, var = xf.mean().reshape(1), xf.var(unbiased=False).reshape(1)
-        if self.num_batches_tracked.item() == 0:
-            self.running_mean.copy_(mean)
-            self.running_var.copy_(var)
-        else:
-            self.running_mean.lerp_(mean, self.momentum)
-            self.running_var.lerp_(var, self.momentum)
+        # weight 1 on the first batch, then the momentum; no host sync (no .item()).
+        weight = torch.where(self.num_batches_tracked == 0, 1.0, self.momentum).to(mean.dtype)
+        self.running_mean.lerp_(mean, weight)
+        self.running_var.lerp_(var, weight)
         self.num_batches_tracked += 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{p} has checkpoint format version {version}, newer than this classbench understands "
             f"({FORMAT_VERSION}). Upgrade classbench to load it."
         )
+    lacking = [k for k in ("model_name", "num_classes", "model", "config", "input", "step") if k not in ckpt]
+    if lacking or not isinstance(ckpt["model"], dict):
+        raise CheckpointError(f"{p} is not a complete classbench checkpoint (it lacks {', '.join(lacking) or 'model weights'}).")
     return ckpt
 
 
@@ -102,6 +105,8 @@ def build_model_from_checkpoint(ckpt: dict, source: str = "checkpoint") -> torch
         model = create_model(ckpt["model_name"], num_classes=ckpt["num_classes"], **dict(ckpt.get("model_args") or {}))
     except ClassbenchError as e:
         raise CheckpointError(f"Cannot rebuild the model of {source}: {e}") from None
+    except RuntimeError as e:  # model_args that torch refuses, e.g. a negative width
+        raise CheckpointError(f"Cannot rebuild the model of {source}: {str(e).splitlines()[0]}") from None
     load_model_state(model, ckpt["model"], source)
     model.eval()
     return model

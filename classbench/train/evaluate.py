@@ -1,7 +1,10 @@
 """Evaluation: loss, top-1 and top-5 over a whole split, counted exactly.
 
-Sums accumulate on the device and are read once at the end; under DDP the sums
-(not per-rank averages) are all-reduced, so every image counts once.
+Sums accumulate on the device and are read once at the end.  Under DDP an eval
+loader made with the rank and world size holds the shard ``rank::world_size``
+of the split; the sums over those shards (not per-rank averages) are
+all-reduced, so every image counts exactly once.  A loader over the whole
+split (``world_size == 1``) is evaluated locally, without a collective.
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ def evaluate(model: torch.nn.Module, loader, *, precision: str = "fp32", tta: bo
         if with_predictions:
             preds.append(top[:, 0])
             targets.append(y)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(sums)
+    if getattr(loader, "world_size", 1) > 1 and dist.is_available() and dist.is_initialized():
+        from .distributed import all_reduce_
+
+        all_reduce_(sums)  # gloo takes CPU tensors, NCCL CUDA ones: all_reduce_ picks the group
     loss, c1, c5, n = sums.tolist()
     model.train(was_training)
     out = {"loss": loss / n, "top1": c1 / n, "top5": c5 / n, "count": int(n)}

@@ -43,7 +43,7 @@ class Trainer:
         self.cfg = cfg
         self.dist = distributed.setup(cfg.train.device)
         self.is_main = self.dist.rank == 0
-        self.threads = setup_threads(cfg.train.threads)
+        self.threads = setup_threads(cfg.train.threads or distributed.local_threads(self.dist))  # DDP: cores // procs
         self.device = self.dist.device or resolve_device(cfg.train.device)
         self.precision = resolve_precision(cfg.train.precision, self.device)
         torch.manual_seed(cfg.train.seed)
@@ -75,10 +75,16 @@ class Trainer:
 
         # ---- model, optimizer, schedule
         self.model_args = dict(cfg.model.args)
-        self.model = create_model(cfg.model.name, num_classes=self.data.num_classes, **self.model_args).to(self.device)
+        try:
+            model = create_model(cfg.model.name, num_classes=self.data.num_classes, **self.model_args)
+        except RuntimeError as e:  # e.g. model.args.width=-3: torch refuses the layer shapes
+            raise ClassbenchError(f"Cannot build model {cfg.model.name!r} with model.args={self.model_args}: "
+                                  f"{str(e).splitlines()[0]}. Fix model.args.") from None
+        self.model = model.to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if cfg.model.sync_bn and self.dist.world_size > 1:
+            distributed.check_sync_bn(self.device)  # SyncBatchNorm runs on GPUs only: a clear error on CPU
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.optimizer = build_optimizer(self.model, cfg.optim, self.device)
         self.schedule = Schedule(self.optimizer, cfg.sched, base_lr=cfg.optim.lr, total_steps=self.total_steps,
@@ -86,6 +92,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
         self.train_model = distributed.wrap(self.model, self.dist)
+        if self.dist.world_size > 1:  # the init above is shared; dropout, MixStyle & co draw per-rank streams
+            torch.manual_seed(distributed.rank_seed(cfg.train.seed, self.dist.rank))
         self.compile_time = 0.0
         if cfg.train.compile:
             self.train_model = torch.compile(self.train_model)
@@ -105,7 +113,11 @@ class Trainer:
             self.run_dir = Path(resume_dir)
             self._load_last()
         elif self.is_main:
-            self.run_dir = create_run_dir(cfg.train.runs_dir, cfg.data.name, cfg.name)
+            try:
+                self.run_dir = create_run_dir(cfg.train.runs_dir, cfg.data.name, cfg.name)
+            except OSError as e:  # runs_dir is a file, read-only, full, ...
+                raise ClassbenchError(f"Cannot create a run folder under train.runs_dir={cfg.train.runs_dir}: "
+                                      f"{e.strerror or e} ({e.filename}). Set train.runs_dir to a writable folder.") from None
         else:
             self.run_dir = Path(distributed.broadcast_object(None, self.dist))
         if self.dist.world_size > 1 and not self.resumed and self.is_main:
@@ -127,8 +139,11 @@ class Trainer:
         self.wall_start = time.perf_counter() - self.wall_offset
         with self._signals(), self._closing_tensorboard():
             self._clock_start = time.perf_counter()
+            stop_poll = distributed.StopPoll(self.dist)  # DDP: all ranks agree to stop at the same step
             while self.step < self.total_steps:
-                if self._stop_signal is not None:
+                signum = stop_poll(self._stop_signal or 0)
+                if signum:
+                    self._stop_signal = signum
                     self._interrupt()
                 x, y = next(batches)
                 self._train_step(x, y)
@@ -145,6 +160,7 @@ class Trainer:
                     self._evaluate()
                 if self.step % self.checkpoint_every == 0 or last:
                     self._save_last()
+            stop_poll.close()
         bar.close()
         return self._finish()
 
@@ -159,7 +175,8 @@ class Trainer:
                 total = total + aux_loss
                 self.window.setdefault(f"loss_{name}", torch.zeros((), device=self.device))
                 self.window[f"loss_{name}"] += aux_loss.detach().float()
-        if self.cfg.train.on_nonfinite == "skip" and not torch.isfinite(total):  # a host sync, only for `skip`
+        if self.cfg.train.on_nonfinite == "skip" and not distributed.all_ranks(bool(torch.isfinite(total)), self.dist):
+            # a host sync, only for `skip`; under DDP all ranks skip together (a lone backward would hang)
             self.skipped += 1
             if self.skipped > self.cfg.train.max_nonfinite_skips:
                 self._nonfinite(f"more than train.max_nonfinite_skips={self.cfg.train.max_nonfinite_skips} "
@@ -234,6 +251,7 @@ class Trainer:
     # ================================================================ evaluation and checkpoints
     def _evaluate(self) -> None:
         self._pause_clock()
+        self._check_window_finite()  # best.pt must never hold weights that saw a non-finite loss
         results = {}
         for split, loader in self.eval_loaders.items():
             m = evaluate(self.model, loader, precision=self.precision, tta=self.cfg.eval.tta)
@@ -266,8 +284,13 @@ class Trainer:
     def _save_last(self) -> None:
         self._pause_clock()
         self._check_window_finite()
+        ranks = distributed.gather_objects(  # DDP: every rank's own RNG streams and log-window sums
+            {"rng": rng_state(), "window": {k: v.detach().cpu() for k, v in self.window.items()}},
+            self.dist) if self.dist.world_size > 1 else None
         if self.is_main:
             state = self._model_record("last")
+            if ranks is not None:
+                state["ranks"] = ranks
             state.update({
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.schedule.state_dict(),
@@ -288,7 +311,7 @@ class Trainer:
 
     def _check_window_finite(self) -> None:
         # `stop` detects non-finite losses lazily; never checkpoint weights that saw one.
-        if self.window["nonfinite"].item() > 0:
+        if distributed.any_rank(self.window["nonfinite"].item() > 0, self.dist):  # DDP: all ranks stop together
             self._nonfinite(f"the loss became non-finite before step {self.step}")
 
     def _load_last(self) -> None:
@@ -296,6 +319,10 @@ class Trainer:
         if not path.exists():
             raise ClassbenchError(f"Cannot resume {self.run_dir}: it has no checkpoints/last.pt.")
         ckpt = load_checkpoint(path, map_location=self.device)
+        lacking = [k for k in ("optimizer", "scheduler", "scaler", "rng", "loader", "trainer") if k not in ckpt]
+        if lacking:
+            raise ClassbenchError(f"Cannot resume from {path}: it is not a full training checkpoint (no "
+                                  f"{', '.join(lacking)}; kind {ckpt.get('kind')!r}). Was a best.pt copied over it?")
         saved_world = ckpt.get("world_size", 1)
         if saved_world != self.dist.world_size:
             raise ClassbenchError(
@@ -315,11 +342,18 @@ class Trainer:
         self.window = {k: v.to(self.device) for k, v in t["window"].items()}
         self._window_time, self._window_images = float(t["window_time"]), float(t["window_images"])
         self.wall_offset = float(t["wall"])
-        set_rng_state(ckpt["rng"])
+        set_rng_state(distributed.to_cpu(ckpt["rng"]))  # map_location may have put the RNG states on the GPU
+        if ckpt.get("ranks"):  # DDP: this rank's own RNG streams and log-window sums
+            own = ckpt["ranks"][self.dist.rank]
+            self.window = {k: v.to(self.device) for k, v in own["window"].items()}
+            set_rng_state(distributed.to_cpu(own["rng"]))
 
     # ================================================================ run folder
     def _start_records(self) -> None:
         if self.resumed:
+            # A run killed mid-write leaves the temporary file of that write (.<name>.<random>.tmp).
+            for stale in [*self.run_dir.glob(".*.tmp"), *self.ckpt_dir.glob(".*.tmp")]:
+                stale.unlink(missing_ok=True)
             # Lines written after the checkpoint belong to steps that will be trained again.
             kept = [r for r in read_jsonl(self.metrics_path) if r.get("step", 0) <= self.step]
             atomic_write_text(self.metrics_path, "".join(_json_line(r) for r in kept))
@@ -335,8 +369,9 @@ class Trainer:
 
     def _finish(self) -> Path:
         wall = time.perf_counter() - self.wall_start
+        test = self._test_of_best()  # every rank: under DDP each evaluates its test shard
         if self.is_main:
-            summary = self._summary(wall)
+            summary = self._summary(wall, test)
             atomic_write_json(self.run_dir / "summary.json", summary)
             write_status(self.run_dir, "finished")
             if self.tb is not None:
@@ -344,18 +379,23 @@ class Trainer:
         distributed.barrier(self.dist)
         return self.run_dir
 
-    def _summary(self, wall: float) -> dict:
+    def _test_of_best(self) -> dict:
+        """Test metrics of best.pt. Under DDP rank 0 reads it and sends the weights to the others."""
+        if "test" not in self.data.splits:
+            return {}
+        model = copy.deepcopy(self.model)
+        if self.is_main:
+            best = load_checkpoint(self.ckpt_dir / "best.pt", map_location=self.device)
+            load_model_state(model, best["model"], "best.pt")
+        distributed.broadcast_module(model, self.dist)
+        loader = self.eval_loaders.get("test") or DeviceLoader(
+            self.data.splits["test"], self.cfg.eval.batch_size, train=False, device=self.device,
+            normalize=self.normalize, channels_last=self.channels_last)
+        return evaluate(model, loader, precision=self.precision, tta=self.cfg.eval.tta)
+
+    def _summary(self, wall: float, test: dict) -> dict:
         from ..models.profile import count_flops, count_params
 
-        best = load_checkpoint(self.ckpt_dir / "best.pt", map_location=self.device)
-        model = copy.deepcopy(self.model)
-        load_model_state(model, best["model"], "best.pt")
-        test = {}
-        if "test" in self.data.splits:
-            loader = self.eval_loaders.get("test") or DeviceLoader(
-                self.data.splits["test"], self.cfg.eval.batch_size, train=False, device=self.device,
-                normalize=self.normalize, channels_last=self.channels_last)
-            test = evaluate(model, loader, precision=self.precision, tta=self.cfg.eval.tta)
         flops_model = create_model(self.cfg.model.name, num_classes=self.data.num_classes, **self.model_args)
         return {
             "name": self.cfg.name, "model": self.cfg.model.name, "dataset": self.cfg.data.name,
@@ -463,7 +503,8 @@ def _hparams(cfg: Config) -> dict:
 
 def train(cfg: Config) -> Path:
     """Train one run from a config; returns its run folder."""
-    return Trainer(cfg).fit()
+    with distributed.explain_errors():  # DDP: a dead or hung rank becomes a clear error here
+        return Trainer(cfg).fit()
 
 
 def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Path:
@@ -483,4 +524,5 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
             node = _merge(node, _nest(key, value), f"override '{text}'")
         cfg = OmegaConf.to_object(node)
         validate(cfg)
-    return Trainer(cfg, resume_dir=run_dir).fit()
+    with distributed.explain_errors():
+        return Trainer(cfg, resume_dir=run_dir).fit()

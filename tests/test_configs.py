@@ -1,0 +1,212 @@
+"""The shipped configs: every file loads and builds its model, the recipe families stay
+consistent, and every model trains a couple of steps from its config on real CIFAR-10."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from classbench.config import Config, load_config, to_dict
+from classbench.io import read_jsonl
+from classbench.models import create_model
+from classbench.train.trainer import train
+
+from conftest import REPO, require_cifar
+
+DATASETS = ("cifar10", "cifar100")
+CONFIGS = sorted(p for ds in DATASETS for p in (REPO / "configs" / ds).glob("*.yaml"))
+MISSING = "<missing>"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a shared, loaded CPU two spinning threads run big convs ~20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _id(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
+
+
+def _load(ds: str, name: str, *overrides: str) -> Config:
+    return load_config(REPO / "configs" / ds / f"{name}.yaml", list(overrides))
+
+
+def _num_classes(cfg: Config) -> int:
+    if cfg.data.name == "cifar100":
+        return 20 if cfg.data.labels == "coarse" else 100
+    assert cfg.data.name == "cifar10", cfg.data.name
+    return 10
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _diff(a: Config, b: Config) -> dict:
+    """Keys whose values differ from a to b (ignoring the config's own name), as {key: b's value}."""
+    fa, fb = _flat(to_dict(a)), _flat(to_dict(b))
+    fa.pop("name"), fb.pop("name")
+    return {k: fb.get(k, MISSING) for k in sorted(set(fa) | set(fb)) if fa.get(k, MISSING) != fb.get(k, MISSING)}
+
+
+# ---------------------------------------------------------------- every file loads and builds
+def test_config_set_is_complete():
+    s002 = ["resnet18-s002", "resnet34", "resnet18-wonorm", "resnet18-pcnorm", "resnet18-gn", "resnet18-tnc",
+            "resnet18-ms1", "resnet18-ms2", "resnet18-ms3", "resnet18-aug", "resnet18-clr1e-4",
+            "vit-12x256-8x8", "vitn-12x256-8x8", "vitn-12x256-8x8-ra", "vitn-12x256-8x8-dm",
+            "vitn-12x256-8x8-lt", "vitn-12x256-8x8-ltv", "vit-aux-3x4x256-8x8", "toy-dilated"]
+    s003 = ["resnet18"] + [f"s003-{m}" for m in
+                           ["alexnet", "googlenet", "mobilenetv1", "resnet18", "vgg16", "vit", "xception"]]
+    for ds in DATASETS:
+        have = {p.stem for p in (REPO / "configs" / ds).glob("*.yaml")}
+        assert set(s002 + s003 + ["cvit-tiny", "mcvit-tiny"]) <= have, sorted(set(s002 + s003) - have)
+
+
+_BUILT: dict[tuple, tuple[int, ...]] = {}  # cifar10 and cifar100 files often build the same model
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=_id)
+def test_config_loads_and_builds(path):
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+    assert cfg.data.name == path.parent.name, f"{path} trains on {cfg.data.name}"
+    nc = _num_classes(cfg)
+    key = (cfg.model.name, json.dumps(cfg.model.args, sort_keys=True), nc)
+    if key not in _BUILT:
+        torch.manual_seed(0)
+        model = create_model(cfg.model.name, num_classes=nc, **cfg.model.args).eval()
+        with torch.no_grad():
+            out = model(torch.rand(2, 3, 32, 32))
+        assert isinstance(out, torch.Tensor), f"{cfg.model.name}: eval mode must return logits only"
+        assert torch.isfinite(out).all()
+        _BUILT[key] = tuple(out.shape)
+    assert _BUILT[key] == (2, cfg.model.args.get("head_classes", nc))
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "cifar100").glob("*.yaml")), ids=_id)
+def test_cifar100_configs_mirror_cifar10(path):
+    twin = REPO / "configs" / "cifar10" / path.name
+    assert twin.exists(), f"{path.name} has no cifar10 twin"
+    assert _diff(load_config(twin), load_config(path)) == {"data.name": "cifar100"}
+
+
+# ---------------------------------------------------------------- the recipes
+@pytest.mark.parametrize("ds", DATASETS)
+def test_seed002_recipe(ds):
+    c = _load(ds, "resnet18-s002")
+    assert (c.optim.name, c.optim.lr, list(c.optim.betas), c.optim.weight_decay) == ("adam", 2e-4, [0.9, 0.999], 0)
+    assert (c.sched.name, c.sched.warmup_steps, c.sched.warmup_start_lr, c.sched.min_lr) == \
+        ("warmup_linear", 500, 1e-6, 0)
+    assert (c.train.steps, c.train.batch_size, c.train.grad_clip) == (5000, 128, 100)
+    assert (c.eval.every, list(c.eval.splits)) == (100, ["train_subset", "test"])
+    assert (c.data.val_size, c.data.train_subset_size, c.data.pad, c.data.flip, c.data.normalize) == \
+        (0, 200, 0, False, False)
+    assert (c.model.name, c.model.args) == ("resnet18", {"input_norm": "scalar_ema", "head_classes": 1000})
+
+
+SEED002_VARIANTS = {
+    "resnet34": {"model.name": "resnet34"},
+    "resnet18-wonorm": {"model.args.input_norm": "none"},
+    "resnet18-pcnorm": {"model.args.input_norm": "per_channel_ema"},
+    "resnet18-gn": {"model.args.norm": "gn"},
+    "resnet18-tnc": {"model.args.head_classes": MISSING},
+    "resnet18-ms1": {"model.args.mixstyle_stages": [1]},
+    "resnet18-ms2": {"model.args.mixstyle_stages": [1, 2]},
+    "resnet18-ms3": {"model.args.mixstyle_stages": [1, 2, 3]},
+    "resnet18-aug": {"data.pad": 4, "data.flip": True},
+    "resnet18-clr1e-4": {"sched.name": "constant", "optim.lr": 1e-4, "sched.warmup_steps": 0},
+}
+SEED002_OTHERS = {  # no input normaliser of their own: the loader normalises
+    "vit-12x256-8x8": "vit_12x256_p8", "vitn-12x256-8x8": "vitn_12x256_p8",
+    "vitn-12x256-8x8-ra": "vitn_12x256_p8_ra", "vitn-12x256-8x8-dm": "vitn_12x256_p8_dm",
+    "vitn-12x256-8x8-lt": "vitn_12x256_p8_lt", "vitn-12x256-8x8-ltv": "vitn_12x256_p8_ltv",
+    "vit-aux-3x4x256-8x8": "vit_aux_3x4x256_p8", "toy-dilated": "toy_dilated",
+}
+
+
+@pytest.mark.parametrize("ds", DATASETS)
+def test_seed002_variants_change_only_what_their_name_says(ds):
+    base = _load(ds, "resnet18-s002")
+    for name, want in SEED002_VARIANTS.items():
+        assert _diff(base, _load(ds, name)) == want, name
+    for name, model in SEED002_OTHERS.items():
+        want = {"model.name": model, "model.args": {}, "model.args.input_norm": MISSING,
+                "model.args.head_classes": MISSING, "data.normalize": True}
+        assert _diff(base, _load(ds, name)) == want, name
+
+
+@pytest.mark.parametrize("ds", DATASETS)
+def test_seed003_recipe_is_shared(ds):
+    c = _load(ds, "s003-resnet18")
+    assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.nesterov, c.optim.weight_decay) == \
+        ("sgd", 0.1, 0.9, False, 5e-4)
+    assert (c.sched.name, c.sched.factor, c.sched.patience, c.sched.warmup_steps) == ("plateau", 0.1, 10, 0)
+    assert (c.train.epochs, c.train.steps, c.train.batch_size) == (200, 0, 256)
+    assert (c.data.val_size, c.data.pad, c.data.flip, c.data.normalize) == (5000, 4, True, True)
+    assert (c.eval.every, list(c.eval.splits)) == (0, ["val", "test"])
+    models = {"alexnet": "alexnet", "googlenet": "googlenet", "mobilenetv1": "mobilenetv1", "vgg16": "vgg16",
+              "vit": "vit_lite_7_4", "xception": "xception"}
+    for short, model in models.items():
+        assert _diff(c, _load(ds, f"s003-{short}")) == {"model.name": model}, short
+    assert _diff(c, _load(ds, "resnet18")) == {}  # resnet18.yaml is seed 003's recipe (see its header)
+
+
+# ---------------------------------------------------------------- smoke: a few steps on real CIFAR-10
+def _one_config_per_model() -> dict[str, Path]:
+    """The cifar10 config with the shortest name for each model (resnet18 -> resnet18.yaml)."""
+    chosen: dict[str, Path] = {}
+    for path in sorted((REPO / "configs" / "cifar10").glob("*.yaml"), key=lambda p: (len(p.stem), p.stem)):
+        chosen.setdefault(load_config(path).model.name, path)
+    return chosen
+
+
+SMOKE = _one_config_per_model()
+
+
+def _tiny_budget(cfg: Config, root: Path, runs: Path) -> list[str]:
+    """Tiny-budget overrides that keep the config's own optimiser, schedule, model and data options."""
+    over = [
+        f"data.root={root}", "train.steps=2", "train.batch_size=8", "data.train_size=64",
+        f"data.val_size={20 if cfg.data.val_size else 0}", "data.test_size=16", "data.train_subset_size=8",
+        "eval.every=2", "eval.batch_size=16", "log.every=1", "log.progress=never", "train.threads=1",
+        f"train.runs_dir={runs}",
+    ]
+    if cfg.sched.warmup_steps >= 2:
+        over.append("sched.warmup_steps=1")
+    if cfg.sched.milestones:
+        over.append("sched.milestones=[1]")
+    return over
+
+
+@pytest.mark.parametrize("model", sorted(SMOKE), ids=str)
+def test_smoke_trains_from_config_on_cifar10(model, tmp_path):
+    root = require_cifar()
+    path = SMOKE[model]
+    cfg = load_config(path, _tiny_budget(load_config(path), root, tmp_path))
+    run_dir = train(cfg)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 2 and summary["model"] == model, summary
+    assert math.isfinite(summary["test_loss"]), summary
+    lines = read_jsonl(run_dir / "metrics.jsonl")
+    train_lines = [r for r in lines if r.get("split") == "train"]
+    assert train_lines, lines
+    for r in train_lines:
+        for k, v in r.items():
+            if k.startswith("loss"):
+                assert math.isfinite(v), (k, r)
+    if cfg.model.name == "vit_aux_3x4x256_p8":
+        assert {"loss_aux_l4", "loss_aux_l8"} <= set(train_lines[-1]), train_lines[-1]
