@@ -94,7 +94,8 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
             f.write(line)
             f.flush()
     except OSError as e:
-        raise ClassbenchError(f"Cannot append to {path}: {e.strerror}. Is the disk full or read-only?") from e
+        raise ClassbenchError(f"Cannot append to {path}: {e.strerror}. Is the disk full or read-only? "
+                              "The lines written before are untouched.") from e
 
 
 def read_jsonl(path: str | os.PathLike, *, warn: bool = True) -> list[dict]:

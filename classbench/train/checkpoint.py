@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pickle
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +53,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "classbench loads checkpoints with weights_only=True so a checkpoint cannot run code; "
             "only load files you trust with other tools."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except Exception as e:  # RuntimeError, EOFError, BadZipFile, OSError, ...; junk bytes reach the legacy
+        # unpickler, which fails in arbitrary ways (IndexError, KeyError, struct.error, ...)
         raise CheckpointError(
             f"Cannot read checkpoint {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}. "
             "The file is truncated or not a PyTorch checkpoint."

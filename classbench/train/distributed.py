@@ -115,8 +115,16 @@ def local_threads(info: DistInfo) -> int:
 
 
 def rank_seed(seed: int, rank: int) -> int:
-    """The seed of a rank's global RNG stream (dropout, MixStyle, ...) after the shared model init."""
-    return (seed + rank * 2**32) % 2**63
+    """The seed of a rank's global RNG stream (dropout, MixStyle, ...) after the shared model init.
+
+    32 bits that differ between ranks: the CPU generator (mt19937) keeps only
+    the low 32 bits of a seed, so ``seed + rank * 2**32`` would give every rank
+    the same stream.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(f"classbench-rank-stream:{seed}:{rank}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 def to_cpu(obj):

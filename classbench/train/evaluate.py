@@ -43,7 +43,7 @@ def evaluate(model: torch.nn.Module, loader, *, precision: str = "fp32", tta: bo
             F.cross_entropy(logits, y, reduction="sum").double(),
             hit[:, 0].sum().double(),
             hit.any(dim=1).sum().double(),
-            torch.tensor(float(len(y)), device=device, dtype=torch.float64),
+            torch.full((), float(len(y)), device=device, dtype=torch.float64),  # a fill, not a blocking H2D copy
         ])
         if with_predictions:
             preds.append(top[:, 0])

@@ -1,0 +1,181 @@
+"""Throughput benchmark behind ``classbench bench``.
+
+Per model and mode (train / infer): images per second (``batch / median step time``
+over the timed steps after warm-up), the median step in ms, the achieved GFLOP/s
+(forward FLOPs from :func:`~classbench.models.profile.count_flops` x 3 for a
+training step, x 1 for inference) and the peak memory of the run (see
+:func:`~classbench.models.profile.time_steps` for what is measured on CUDA and CPU).
+The step is the trainer's hot path; the process is set up as the trainer sets it
+up (threads, allocator).  ``matmul_peak_gflops`` measures the fp32 GEMM rate of the
+same device in the same process, the yardstick for "how close to the hardware".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import time
+from typing import Any, Sequence
+
+import torch
+
+COLUMNS = ["model", "family", "mode", "batch", "precision", "channels_last", "compile", "img_per_s", "step_ms",
+           "gflop_per_img", "gflops", "pct_matmul", "peak_mem_mb", "mem_method", "compile_s", "error"]
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5, device: str | torch.device = "cpu") -> float:
+    """Best fp32 ``n x n`` GEMM rate (GFLOP/s, 2n^3 FLOPs per product) over ``repeats`` timed products."""
+    dev = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(dev)
+    b = torch.randn(n, n, generator=g).to(dev)
+    c = torch.empty(n, n, device=dev)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # true fp32
+    try:
+        torch.mm(a, b, out=c)  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            torch.mm(a, b, out=c)
+            sync()
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return 2 * n**3 / best / 1e9
+
+
+def bench_model(
+    name: str,
+    modes: Sequence[str] = ("train", "infer"),
+    *,
+    batch_size: int = 128,
+    steps: int = 10,
+    warmup: int = 3,
+    compile: bool = False,
+    channels_last: bool | None = None,
+    precision: str = "fp32",
+    device: str | torch.device = "cpu",
+    num_classes: int = 10,
+    input_size: tuple[int, int, int] = (3, 32, 32),
+    peak: float | None = None,
+) -> list[dict[str, Any]]:
+    """One row per mode for one registered model.  ``channels_last=None`` takes the registry's default."""
+    from .models import create_model, get_entry
+    from .models.profile import count_flops, time_steps
+
+    entry = get_entry(name)
+    cl = entry.channels_last if channels_last is None else channels_last
+    with torch.device("meta"):
+        flops = count_flops(create_model(name, num_classes=num_classes), input_size)
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=num_classes)
+    rows = []
+    for mode in modes:
+        row: dict[str, Any] = {"model": name, "family": entry.family, "mode": mode, "batch": batch_size,
+                               "precision": precision, "channels_last": cl, "compile": compile,
+                               "gflop_per_img": flops / 1e9}
+        try:
+            r = time_steps(model, mode, batch_size, steps, cl, warmup, input_size, num_classes, device,
+                           precision, compile)
+        except (RuntimeError, torch.OutOfMemoryError) as e:  # one model failing should not end the table
+            row["error"] = str(e).splitlines()[0][:200]
+            rows.append(row)
+            continue
+        step = statistics.median(r["times"])
+        gflops = flops * (3 if mode == "train" else 1) * batch_size / step / 1e9
+        row.update({
+            "img_per_s": batch_size / step, "step_ms": step * 1e3, "gflops": gflops,
+            "pct_matmul": 100 * gflops / peak if peak else None,
+            "peak_mem_mb": r["peak_mem_bytes"] / 2**20 if r["peak_mem_bytes"] is not None else None,
+            "mem_method": r["mem_method"], "compile_s": r["compile_s"] if compile else None,
+        })
+        rows.append(row)
+    del model
+    return rows
+
+
+def _cell(key: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if key in ("gflop_per_img",):
+            return f"{v:.3f}"
+        if key in ("img_per_s", "peak_mem_mb"):
+            return f"{v:.1f}" if v < 100 else f"{v:.0f}"
+        return f"{v:.1f}"
+    return str(v)
+
+
+def format_bench(rows: list[dict[str, Any]], fmt: str = "table", peak: float | None = None,
+                 context: dict[str, Any] | None = None) -> str:
+    """``table`` (aligned text, with a header line of context), ``csv`` or ``json``
+    (``{"context": ..., "rows": [...]}``)."""
+    if fmt == "json":
+        return json.dumps({"context": context or {}, "rows": rows}, indent=2)
+    cols = [c for c in COLUMNS if c != "pct_matmul" or peak]
+    if not any(r.get("error") for r in rows):
+        cols.remove("error")
+    if not any(r.get("compile") for r in rows):
+        cols = [c for c in cols if c not in ("compile", "compile_s")]
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for r in rows:
+            w.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
+        return buf.getvalue().rstrip("\n")
+    if fmt != "table":
+        raise ValueError(f"format must be table, csv or json; got {fmt!r}")
+    heads = {"img_per_s": "img/s", "step_ms": "step ms", "gflop_per_img": "GFLOP/img", "gflops": "GFLOP/s",
+             "pct_matmul": "% matmul", "peak_mem_mb": "peak MiB", "mem_method": "mem", "compile_s": "compile s",
+             "channels_last": "ch_last"}
+    header = [heads.get(c, c) for c in cols]
+    body = [[_cell(c, r.get(c)) for c in cols] for r in rows]
+    numeric = {i for i, c in enumerate(cols) if c in ("batch", "img_per_s", "step_ms", "gflop_per_img", "gflops",
+                                                      "pct_matmul", "peak_mem_mb", "compile_s")}
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = []
+    if context:
+        out.append("# " + ", ".join(f"{k}: {v}" for k, v in context.items()))
+    out += [line(header), line(["-" * w for w in widths])] + [line(b) for b in body]
+    return "\n".join(out)
+
+
+def environment_line(device: torch.device, threads: int) -> dict[str, Any]:
+    """What a reader needs to compare figures: device, threads, torch, load average."""
+    import os
+    import platform
+
+    ctx: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "threads": threads}
+    if device.type == "cuda":
+        ctx["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        ctx["cpu"] = _cpu_name() or platform.processor() or "unknown"
+    try:
+        ctx["loadavg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        pass
+    return ctx
+
+
+def _cpu_name() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
