@@ -251,6 +251,9 @@ class Sweep:
             slots.put(s)
         pool = ThreadPoolExecutor(max_workers=self.n_jobs)
         futures = [pool.submit(self._run_one, job, slots, gpus) for job in todo]
+        old_term = None
+        if threading.current_thread() is threading.main_thread():  # SIGTERM stops the sweep as Ctrl-C does
+            old_term = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
             for f in futures:
                 r = f.result()
@@ -261,6 +264,8 @@ class Sweep:
             with self._lock:
                 for p in self._running:  # a terminal's Ctrl-C reached them already; a second one is harmless
                     _signal(p, signal.SIGINT)
+            self.say("sweep: resume an interrupted run with `classbench train --resume RUN_DIR`; "
+                     "rerunning the sweep starts the unfinished combinations afresh")
             pool.shutdown(wait=True, cancel_futures=True)
             for f in futures:
                 if f.done() and not f.cancelled() and f.exception() is None:
@@ -270,6 +275,8 @@ class Sweep:
                 results.setdefault(job.index, Result(job, "not started"))
         finally:
             pool.shutdown(wait=True)
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
         return [results[j.index] for j in self.jobs]
 
     def _run_one(self, job: Job, slots: queue.Queue, gpus: list[str]) -> Result:
@@ -308,7 +315,8 @@ class Sweep:
         run_dir = _run_dir_from_output(stdout)
         if code == 0:
             status = "finished"
-        elif self._stop.is_set() or code in (130, -signal.SIGINT):
+        elif self._stop.is_set() or code in (130, -signal.SIGINT) or any(
+                "received: saved a resumable checkpoint" in line for line in tail):
             status = "interrupted"
         else:
             status = "failed"
@@ -319,6 +327,10 @@ class Sweep:
             self.say(f"[{job.index}/{len(self.jobs)}] {status.upper()} {job.label} (exit status {code}, "
                      f"after {seconds:.1f} s); log: {base}.err")
         return r
+
+
+def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
 
 
 def _signal(proc: subprocess.Popen, sig: int) -> None:
