@@ -22,6 +22,8 @@ each as its own ``python -m classbench train`` process, then prints
 * A failed run is reported (its overrides, exit status and the last lines of
   its stderr) and does not stop the others; the sweep then exits with status 1.
   Each run's stdout and stderr are kept in ``<runs_dir>/.sweep/<stamp>/``.
+* Ctrl-C or SIGTERM stops the sweep: no new run starts, the running ones get
+  SIGTERM (they save ``last.pt``), and the sweep exits with status 130.
 """
 
 from __future__ import annotations
@@ -262,8 +264,8 @@ class Sweep:
             self._stop.set()
             self.say("sweep: interrupted; waiting for the running trainings to save a checkpoint and stop")
             with self._lock:
-                for p in self._running:  # a terminal's Ctrl-C reached them already; a second one is harmless
-                    _signal(p, signal.SIGINT)
+                for p in self._running:  # (a terminal's Ctrl-C may have reached them already: harmless)
+                    _signal(p, signal.SIGTERM)  # saves last.pt once training runs; ends a starting one at once
             self.say("sweep: resume an interrupted run with `classbench train --resume RUN_DIR`; "
                      "rerunning the sweep starts the unfinished combinations afresh")
             pool.shutdown(wait=True, cancel_futures=True)
@@ -284,6 +286,8 @@ class Sweep:
             return Result(job, "not started")
         slot = slots.get()
         try:
+            if self._stop.is_set():
+                return Result(job, "not started")
             return self._launch(job, slot, gpus)
         finally:
             slots.put(slot)
@@ -294,16 +298,19 @@ class Sweep:
         base = logs / f"{job.index:03d}-{job.cfg.name}"
         env = dict(os.environ)
         env.update(job.env)
-        if gpus and job.cfg.train.device != "cpu":
+        on_gpu = bool(gpus) and job.cfg.train.device in ("auto", "cuda")  # cuda:N and cpu are left alone
+        if on_gpu:
             env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
         cmd = [sys.executable, "-m", "classbench", "train", job.config, *job.overrides, *job.extra]
-        where = f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus and job.cfg.train.device != "cpu" else ""
+        where = f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if on_gpu else ""
         self.say(f"[{job.index}/{len(self.jobs)}] start {job.label}{where}")
         t0 = time.perf_counter()
         with open(f"{base}.out", "wb") as out, open(f"{base}.err", "wb") as err:
             proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
             with self._lock:
                 self._running.add(proc)
+                if self._stop.is_set():  # the sweep was stopped while this one started
+                    _signal(proc, signal.SIGTERM)
             try:
                 code = proc.wait()
             finally:
@@ -312,7 +319,7 @@ class Sweep:
         seconds = time.perf_counter() - t0
         stdout = Path(f"{base}.out").read_text(errors="replace")
         tail = Path(f"{base}.err").read_text(errors="replace").splitlines()[-STDERR_TAIL:]
-        run_dir = _run_dir_from_output(stdout)
+        run_dir = _run_dir_from_output(stdout) or _run_dir_from_resume_hint(tail)
         if code == 0:
             status = "finished"
         elif self._stop.is_set() or code in (130, -signal.SIGINT) or any(
@@ -344,6 +351,13 @@ def _run_dir_from_output(stdout: str) -> Path | None:
     for line in stdout.splitlines():
         if line.startswith("run ") and line[3:].strip():
             return Path(line[3:].strip())
+    return None
+
+
+def _run_dir_from_resume_hint(lines: list[str]) -> Path | None:
+    for line in reversed(lines):
+        if "--resume " in line:
+            return Path(line.split("--resume ", 1)[1].split()[0])
     return None
 
 

@@ -40,6 +40,9 @@ MIXSTYLE = [*BASE, "model.name=resnet20", "model.args={mixstyle_stages: [1, 2]}"
             "train.epochs=0", "eval.every=3", "log.every=3", "train.checkpoint_every=5"]
 RANK_TIMEOUT = 90
 
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or sys.platform != "linux",
+                                reason="needs torch.distributed (gloo) and fork")
+
 
 def _free_port() -> int:
     with socket.socket() as s:

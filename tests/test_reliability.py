@@ -79,7 +79,7 @@ SMALL = {
              "train_subset_size": 16, "pad": 1, "test_size": 32},
     "model": {"name": "toy_dilated", "args": {"width": 4}},
     "optim": {"name": "adam", "lr": 0.01, "weight_decay": 0.0},
-    "train": {"batch_size": 16, "steps": 150, "threads": 1, "checkpoint_every": 1},
+    "train": {"batch_size": 16, "steps": 120, "threads": 1, "checkpoint_every": 1},
     "eval": {"splits": ["val", "test"], "batch_size": 64, "every": 5},
     "log": {"every": 3, "progress": "never"},
 }
@@ -249,7 +249,9 @@ def test_sigkill_at_random_moments_loses_nothing(forkserver, tmp_path):
     eval_every = SMALL["eval"]["every"]
 
     t = time.perf_counter()
-    forkserver.run(tmp_path / "reference.log", ["train", cfg, f"train.runs_dir={tmp_path / 'ref'}"])
+    # The uninterrupted reference; writing last.pt every step changes nothing it computes, so it skips that.
+    forkserver.run(tmp_path / "reference.log", ["train", cfg, f"train.runs_dir={tmp_path / 'ref'}",
+                                                "train.checkpoint_every=0"])
     t_ref = time.perf_counter() - t
     (reference,) = run_dirs(tmp_path / "ref")
     ref_metrics = metrics_without_timing(reference)
@@ -286,7 +288,9 @@ def test_sigkill_at_random_moments_loses_nothing(forkserver, tmp_path):
     while stats["kills"] < N_KILLS:
         leg += 1
         log = tmp_path / f"leg{leg}.log"
-        targeted = run_dir is not None and stats["kills"] % 4 == 3
+        # every 4th kill: inside a checkpoint write (while a step is left to write one for)
+        targeted = run_dir is not None and stats["kills"] % 4 == 3 and prev_step < SMALL["train"]["steps"] - 2
+        old_temp = set(temp_files(run_dir)) if run_dir is not None else set()
         marker = tmp_path / f"midwrite{leg}"
         argv = ["train", cfg, f"train.runs_dir={runs}"] if run_dir is None else ["train", "--resume", str(run_dir)]
         pid = forkserver.spawn(log, argv, hook=STALL_IN_CHECKPOINT_WRITE if targeted else None,
@@ -301,7 +305,7 @@ def test_sigkill_at_random_moments_loses_nothing(forkserver, tmp_path):
                 max_delay = 2 * (time.perf_counter() - t0) + t_ref / N_KILLS
             time.sleep(rng.uniform(0, max_delay) / 2)
         elif targeted:
-            wait_for(marker.exists, what="a checkpoint write")
+            wait_for(lambda: marker.exists() or (run_dir / "summary.json").exists(), what="a checkpoint write")
         else:
             time.sleep(rng.uniform(0, max_delay))
         os.kill(pid, signal.SIGKILL)
@@ -315,9 +319,10 @@ def test_sigkill_at_random_moments_loses_nothing(forkserver, tmp_path):
             continue
         stats["kills"] += 1
         stats["targeted"] += targeted
-        stats["mid_write"] += bool(temp_files(run_dir))
+        new_temp = set(temp_files(run_dir)) - old_temp  # this kill's half-done write, if it hit one
+        stats["mid_write"] += bool(new_temp)
         if targeted:
-            assert temp_files(run_dir), "the targeted kill did not land inside a checkpoint write"
+            assert new_temp, "the targeted kill did not land inside a checkpoint write"
         step = check(run_dir)
         stats["progress"] += step > prev_step
         prev_step = step
@@ -715,22 +720,25 @@ def test_bad_configs_through_real_processes(cfgdir):
 
 # ============================================================================ 7. bad checkpoints
 def test_every_torch_load_in_the_package_is_weights_only():
-    """Static proof: each torch.load call in classbench/ passes weights_only=True; no raw pickle loads."""
-    loads = []
+    """Static proof: each torch.load call in classbench/ passes weights_only=True; no raw pickle or jit loads."""
+    torch_loads, unsafe = [], []
     for path in sorted((REPO / "classbench").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if not isinstance(node, ast.Call):
-                continue
-            f = node.func
-            name = f"{getattr(f.value, 'id', '?')}.{f.attr}" if isinstance(f, ast.Attribute) else getattr(f, "id", "")
-            if name in ("torch.load", "pickle.load", "pickle.loads", "torch.jit.load", "?.load") or name == "load":
-                loads.append((path.relative_to(REPO), node.lineno, name, node))
-    torch_loads = [x for x in loads if x[2] == "torch.load"]
+            if isinstance(node, ast.Call):
+                name = ast.unparse(node.func)
+                if name == "torch.load" or name == "load":
+                    torch_loads.append((path.relative_to(REPO), node.lineno, node))
+                elif name in ("pickle.load", "pickle.loads", "pickle.Unpickler", "torch.jit.load", "torch.package",
+                              "numpy.load", "np.load", "marshal.loads", "dill.load", "joblib.load"):
+                    # export re-loads the TorchScript bytes it has just made, to verify them: never a user's file
+                    if not (name == "torch.jit.load" and ast.unparse(node.args[0]) == "io.BytesIO(data)"
+                            and path.name == "export.py"):
+                        unsafe.append(f"{path.relative_to(REPO)}:{node.lineno}: {name}")
     assert torch_loads, "expected at least the checkpoint loader"
-    for path, line, _, node in torch_loads:
+    for path, line, node in torch_loads:
         kw = {k.arg: k.value for k in node.keywords}
         assert isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True, f"{path}:{line}"
-    assert not [x for x in loads if x[2] in ("pickle.load", "pickle.loads", "torch.jit.load")]
+    assert not unsafe, unsafe  # CIFAR pickles go through data/safe_pickle.py's restricted SafeUnpickler
     count("torch_load_calls_checked", len(torch_loads))
 
 
