@@ -10,7 +10,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import sys
+    import os
 
     from ..errors import ConfigError
 
@@ -21,7 +21,10 @@ def run(args) -> int:
     if args.nproc and args.nproc > 1:
         from ..train.launch import launch_torchrun
 
-        return launch_torchrun(args.nproc, sys.argv[sys.argv.index("train") + 1 :] if "train" in sys.argv else [])
+        forwarded = ([args.config] if args.config else []) + overrides
+        if args.resume:
+            forwarded = ["--resume", args.resume, *forwarded]
+        return launch_torchrun(args.nproc, forwarded)
     if args.resume:
         if args.config:
             raise ConfigError("Give either a config or --resume RUN_DIR, not both (a resumed run uses its own config).")
@@ -36,7 +39,8 @@ def run(args) -> int:
 
         cfg = load_config(args.config, overrides)
         run_dir = train(cfg)
-    print_summary(run_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary, not one per rank
+        print_summary(run_dir)
     return 0
 
 

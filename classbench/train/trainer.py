@@ -142,6 +142,16 @@ class Trainer:
 
     # ================================================================ loop
     def fit(self) -> Path:
+        try:
+            return self._fit()
+        except (TrainingInterrupted, NonFiniteLossError):
+            raise  # these wrote their own status
+        except Exception as e:
+            if self.is_main and (self.run_dir / "status.json").exists():
+                write_status(self.run_dir, "failed", f"{type(e).__name__}: {e}"[:500])
+            raise
+
+    def _fit(self) -> Path:
         cfg = self.cfg
         if self.is_main:
             self._start_records()
@@ -173,6 +183,10 @@ class Trainer:
                     self._evaluate()
                 if self.step % self.checkpoint_every == 0 or last:
                     self._save_last()
+            if self._last_eval_step != self.step:
+                # A resumed run whose budget was cut to where it stopped: evaluate the final weights.
+                self._evaluate()
+                self._save_last()
             stop_poll.close()
         bar.close()
         return self._finish()
@@ -267,6 +281,7 @@ class Trainer:
 
     # ================================================================ evaluation and checkpoints
     def _evaluate(self) -> None:
+        self._last_eval_step = self.step
         self._pause_clock()
         self._check_window_finite()  # best.pt must never hold weights that saw a non-finite loss
         results = {}
@@ -368,6 +383,9 @@ class Trainer:
             own = ckpt["ranks"][self.dist.rank]
             self.window = {k: v.to(self.device) for k, v in own["window"].items()}
             set_rng_state(distributed.to_cpu(own["rng"]))
+        evaluated = [r["step"] for r in read_jsonl(self.run_dir / "metrics.jsonl", warn=False)
+                     if r.get("split") != "train" and r.get("step", 0) <= self.step]
+        self._last_eval_step = max(evaluated, default=None)
 
     # ================================================================ run folder
     def _start_records(self) -> None:
@@ -489,6 +507,7 @@ class Trainer:
 
     # attributes that __init__ leaves for fit()
     wall_offset = 0.0
+    _last_eval_step: int | None = None
     _segment_images = 0
     _window_time = 0.0
     _window_images = 0.0
