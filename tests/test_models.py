@@ -17,6 +17,7 @@ from classbench.models.profile import count_flops, count_params, format_rows, me
 
 # Exact parameter counts with 10 classes.
 PARAMS = {
+    "airbench_net": 1_971_352,
     "alexnet": 7_706_442,
     "cct_2_3x2": 283_723,
     "cct_7_3x1": 3_760_139,
@@ -108,7 +109,7 @@ def test_100_classes(name):
     assert out.shape == (2, 100)
     # only the classifier heads (main and aux) grow: 90 more rows each
     heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 100]
-    assert heads and count_params(model) == PARAMS[name] + sum(90 * (m.in_features + 1) for m in heads)
+    assert heads and count_params(model) == PARAMS[name] + sum(90 * (m.in_features + (m.bias is not None)) for m in heads)
 
 
 @pytest.mark.parametrize("name,published", sorted(PUBLISHED.items()))

@@ -950,6 +950,8 @@ def _check_nothing_lost(run_dir: Path, before: dict[Path, bytes]) -> None:
         now = path.read_bytes()
         if path.name == "metrics.jsonl":  # append-only: the old lines stay, a new partial one may follow
             assert now.startswith(data)
+        elif path.name == "status.json":  # the one file that should change: it records the failure
+            assert json.loads(now)["status"] in ("failed", "running"), now
         else:
             assert now == data, f"{path.name} changed"
     assert not temp_files(run_dir), temp_files(run_dir)
