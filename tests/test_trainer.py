@@ -125,3 +125,16 @@ def test_real_cifar10_small_resnet_beats_chance(tmp_path):
     run_dir = train(cfg)
     s = json.loads((run_dir / "summary.json").read_text())
     assert s["best_val_top1"] > 0.25, s  # chance is 0.10
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    import torch
+
+    from classbench.train import precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.resolve_precision("auto", cpu) == "bf16"
+    assert precision.resolve_precision("fp32", cpu) == "fp32"
