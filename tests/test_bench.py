@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import torch
+
+from classbench.train.precision import resolve_precision
+
 import pytest
 import torch
 
@@ -22,7 +26,7 @@ def test_bench_command_reports_each_mode(capsys):
     for r in rows:
         assert r["model"] == "toy_dilated" and r["channels_last"] is True  # the registry's default
         assert r["img_per_s"] > 0 and r["step_ms"] > 0 and r["gflops"] > 0 and r["pct_matmul"] > 0
-        assert r["gflop_per_img"] > 0 and r["precision"] == "fp32"
+        assert r["gflop_per_img"] > 0 and r["precision"] == resolve_precision("auto", torch.device("cpu"))
         assert r["peak_mem_mb"] is None or r["peak_mem_mb"] >= 0
     train, infer = rows
     # training counts 3x the forward FLOPs per image
