@@ -397,8 +397,9 @@ class Trainer:
             kept = [r for r in read_jsonl(self.metrics_path) if r.get("step", 0) <= self.step]
             atomic_write_text(self.metrics_path, "".join(_json_line(r) for r in kept))
         else:
-            atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
             atomic_write_json(self.run_dir / "env.json", environment(self.device))
+        # Also on resume: overrides (a new budget) make this the config the run really finishes under.
+        atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
         write_status(self.run_dir, "running")
         if self.cfg.log.tensorboard:
             from ..analysis.tensorboard import TensorBoardLogger
