@@ -328,10 +328,19 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         data = _read_yaml(path)
         data.setdefault("name", path.stem)
         cfg = _merge(cfg, data, f"in {path}")
+    return _apply(cfg, overrides)
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """A stored config (a resumed run's) with key=value overrides, checked like a fresh one."""
+    return _apply(OmegaConf.structured(cfg), overrides)
+
+
+def _apply(node: DictConfig, overrides: list[str] | tuple[str, ...]) -> Config:
     for text in overrides:
         key, value = parse_override(text)
-        cfg = _merge(cfg, _nest(key, value), f"override '{text}'")
-    obj = OmegaConf.to_object(cfg)
+        node = _merge(node, _nest(key, value), f"override '{text}'")
+    obj = OmegaConf.to_object(node)
     assert isinstance(obj, Config)
     validate(obj)
     return obj

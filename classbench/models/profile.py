@@ -5,7 +5,7 @@
   ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convs, a multiply-add
   counts as 2 FLOPs), with the model in eval mode, batch 1, no grad. Works on a
   model on the ``meta`` device too (no compute at all), which the model table uses.
-* ``measure_speed(model, mode, batch_size, steps, channels_last)``: images per
+* ``measure_speed(model, mode, batch_size, **time_steps_options)``: images per
   second, the median over ``steps`` timed steps after warm-up; ``train`` times
   forward + backward + an SGD step, ``infer`` a forward under ``inference_mode``.
   ``time_steps(...)`` is the same with the per-step times, compile time and peak
@@ -192,26 +192,13 @@ def time_steps(
     return {"times": times, "compile_s": compile_s, "peak_mem_bytes": peak, "mem_method": method}
 
 
-def measure_speed(
-    model: nn.Module,
-    mode: str = "train",
-    batch_size: int = 128,
-    steps: int = 10,
-    channels_last: bool = False,
-    warmup: int = 3,
-    input_size: tuple[int, ...] = (3, 32, 32),
-    num_classes: int | None = None,
-    device: str | torch.device | None = None,
-    precision: str = "fp32",
-    compile: bool = False,
-) -> float:
+def measure_speed(model: nn.Module, mode: str = "train", batch_size: int = 128, **options: Any) -> float:
     """Images per second: ``batch_size / median(step time)`` over ``steps`` steps after ``warmup``.
 
     Works on a deep copy, so the caller's model (weights, BN stats, mode) is untouched.
     The step is the trainer's (see :func:`time_steps`).
     """
-    r = time_steps(model, mode, batch_size, steps, channels_last, warmup, input_size, num_classes, device,
-                   precision, compile)
+    r = time_steps(model, mode, batch_size, **options)
     return batch_size / statistics.median(r["times"])
 
 
@@ -244,7 +231,7 @@ def model_rows(
             model = create_model(name, num_classes=num_classes).to(dev)
             for mode in ("train", "infer"):
                 row[f"{mode}_img_per_s"] = measure_speed(
-                    model, mode, batch_size, steps, channels_last=entry.channels_last,
+                    model, mode, batch_size, steps=steps, channels_last=entry.channels_last,
                     num_classes=num_classes,
                 )
         rows.append(row)

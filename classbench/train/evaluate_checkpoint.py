@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ..config import from_yaml_text
 from ..data import build_data
 from ..data.loader import DeviceLoader, Normalize
@@ -27,7 +29,7 @@ def evaluate_checkpoint(target: str | Path, *, split: str = "test", kind: str = 
     entry = get_entry(cfg.model.name)
     channels_last = entry.channels_last if cfg.model.channels_last is None else cfg.model.channels_last
     if channels_last:
-        model = model.to(memory_format=__import__("torch").channels_last)
+        model = model.to(memory_format=torch.channels_last)
     inp = ckpt["input"]
     loader = DeviceLoader(data.splits[split], cfg.eval.batch_size, train=False, device=dev,
                           normalize=Normalize(inp["mean"], inp["std"]), channels_last=channels_last)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..config import Config, from_yaml_text, to_yaml
+from ..config import Config, apply_overrides, from_yaml_text, to_yaml
 from ..data import build_data
 from ..data.loader import DeviceLoader, Normalize, to_float
 from ..errors import ClassbenchError, NonFiniteLossError, TrainingInterrupted
@@ -200,8 +200,11 @@ class Trainer:
             for name, aux_logits in (out.get("aux", {}) if isinstance(out, dict) else {}).items():
                 aux_loss = self.criterion(aux_logits, y)
                 total = total + aux_loss
-                self.window.setdefault(f"loss_{name}", torch.zeros((), device=self.device))
-                self.window[f"loss_{name}"] += aux_loss.detach().float()
+                key = f"loss_{name}"
+                if key in self.window:
+                    self.window[key] += aux_loss.detach().float()
+                else:
+                    self.window[key] = aux_loss.detach().float().clone()  # owned, since later steps add in place
         if self.cfg.train.on_nonfinite == "skip" and not distributed.all_ranks(bool(torch.isfinite(total)), self.dist):
             # a host sync, only for `skip`; under DDP all ranks skip together (a lone backward would hang)
             self.skipped += 1
@@ -578,14 +581,6 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         raise ClassbenchError(f"{run_dir} is not a run folder (no config.yaml); give the folder that `train` created.")
     cfg = from_yaml_text(cfg_path.read_text())
     if overrides:
-        from ..config import _merge, _nest, parse_override, validate  # the same checks as a fresh run
-        from omegaconf import OmegaConf
-
-        node = OmegaConf.structured(cfg)
-        for text in overrides:
-            key, value = parse_override(text)
-            node = _merge(node, _nest(key, value), f"override '{text}'")
-        cfg = OmegaConf.to_object(node)
-        validate(cfg)
+        cfg = apply_overrides(cfg, overrides)
     with distributed.explain_errors():
         return Trainer(cfg, resume_dir=run_dir).fit()
