@@ -1,4 +1,4 @@
-"""classbench's trainer against the training loop most tutorials write, in ONE process.
+"""classbench's trainer against the training loop most tutorials write, side by side in one run.
 
 The reference loop is the plain PyTorch recipe of the CIFAR tutorials and of many
 reference projects: a ``torch.utils.data.Dataset`` that returns one image at a
@@ -10,21 +10,28 @@ fp32, ``optimizer.zero_grad()`` and ``loss.item()`` every step.
 classbench's side is ``classbench.train.trainer.Trainer`` on the same data, the
 same model, batch and number of steps (its own fast path: device-resident uint8
 data with one batched gather per batch, channels_last where the registry says so,
-foreach SGD, no per-step host sync, its CPU allocator setting).  The reference runs
-first, because the trainer's allocator setting is process-wide.
+foreach SGD, no per-step host sync, its CPU allocator setting, bf16 autocast where
+the CPU has bf16 units).  Each side runs in a fresh interpreter, since the trainer's
+allocator setting and the thread pools are process-wide; with ``--repeats`` the pairs
+are interleaved (reference, classbench, reference, ...) so that a change in machine
+load hits both sides alike, and the median ratio is reported.
 
 Both img/s figures are (images of the timed steps) / (their wall time), after
 ``--warmup`` untimed steps; the trainer's come from its metrics.jsonl windows
 (its clock stops for logging, evaluation and checkpoints).
 
-    python benchmarks/reference_loop.py --model resnet18 --batch-size 256 --steps 10 --data real
+    python benchmarks/reference_loop.py --model resnet18 resnet20 mcvit_tiny --batch-size 256 --steps 10 \
+        --repeats 3 --data real --json ratios.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from classbench.config import load_config  # noqa: E402
 from classbench.data import build_data  # noqa: E402
-from classbench.io import read_jsonl  # noqa: E402
+from classbench.io import atomic_write_json, read_jsonl  # noqa: E402
 from classbench.models import create_model  # noqa: E402
-from classbench.train.precision import setup_threads  # noqa: E402
+from classbench.train.precision import default_threads, setup_threads  # noqa: E402
 
 
 class PerSampleCifar(torch.utils.data.Dataset):
@@ -127,19 +134,8 @@ def classbench_loop(overrides: list[str], batch_size: int, steps: int, warmup: i
             "precision": summary["precision"], "threads": summary["threads"]}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="resnet18")
-    ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=10, help="timed steps of each loop")
-    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    ap.add_argument("--data", choices=("real", "synthetic"), default="synthetic",
-                    help="real: CIFAR-10 from $CLASSBENCH_DATA (or data.root); synthetic: generated images")
-    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference (tutorials: 2)")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads for both (default: physical cores)")
-    ap.add_argument("--skip-reference", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-
+def measure(side: str, model: str, args: argparse.Namespace) -> dict:
+    """One side (``reference`` or ``classbench``) for one model, in this process."""
     threads = setup_threads(args.threads)
     total = args.warmup + args.steps
     if args.data == "synthetic":
@@ -148,27 +144,88 @@ def main(argv: list[str] | None = None) -> dict:
                      f"data.test_size={args.batch_size}"]
     else:
         data_over = ["data.name=cifar10", "data.val_size=0", f"data.test_size={args.batch_size}"]
-    common = [*data_over, f"model.name={args.model}", f"train.batch_size={args.batch_size}",
+    common = [*data_over, f"model.name={model}", f"train.batch_size={args.batch_size}",
               f"train.threads={threads}", "optim.name=sgd", "optim.lr=0.1", "optim.momentum=0.9",
               "optim.weight_decay=5e-4", "sched.name=constant", "eval.splits=[test]", "train.device=cpu"]
-    cfg = load_config(None, [*common, "train.steps=1"])
-    data = build_data(cfg.data)
+    if side == "reference":
+        data = build_data(load_config(None, [*common, "train.steps=1"]).data)
+        return reference_loop(model, data, args.batch_size, args.steps, args.warmup, args.workers)
+    return classbench_loop(common, args.batch_size, args.steps, args.warmup)
 
-    out: dict = {"model": args.model, "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
-                 "data": args.data, "threads": threads, "workers": args.workers}
-    if not args.skip_reference:
-        ref = reference_loop(args.model, data, args.batch_size, args.steps, args.warmup, args.workers)
-        out["reference_img_per_s"] = ref["img_per_s"]
-        print(f"reference loop : {ref['img_per_s']:8.1f} img/s  (NCHW, DataLoader workers={args.workers}, "
-              f"per-sample transforms, loss.item() each step; steps ms {ref['step_ms']})", flush=True)
-    cb = classbench_loop(common, args.batch_size, args.steps, args.warmup)
-    out["classbench_img_per_s"] = cb["img_per_s"]
-    print(f"classbench     : {cb['img_per_s']:8.1f} img/s  (Trainer: channels_last={cb['channels_last']}, "
-          f"precision={cb['precision']}, threads={cb['threads']})")
-    if "reference_img_per_s" in out:
-        out["ratio"] = out["classbench_img_per_s"] / out["reference_img_per_s"]
-        print(f"ratio          : {out['ratio']:.2f}x  ({args.model}, batch {args.batch_size}, {args.steps} timed "
-              f"steps after {args.warmup}, {args.data} data)")
+
+def measure_in_child(side: str, model: str, argv: list[str]) -> dict:
+    """``measure`` in a fresh interpreter: the trainer's allocator setting and thread pools are process-wide,
+    so each side starts from the same clean process, whichever ran before."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--side", side, "--model", model]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{side} loop for {model} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", nargs="+", default=["resnet18"], help="one or more registered models")
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps of each loop")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="reference/classbench pairs per model, interleaved; the ratio reported is the median")
+    ap.add_argument("--data", choices=("real", "synthetic"), default="synthetic",
+                    help="real: CIFAR-10 from $CLASSBENCH_DATA (or data.root); synthetic: generated images")
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference (tutorials: 2)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads for both (default: physical cores)")
+    ap.add_argument("--json", type=Path, help="also write the results to this file")
+    ap.add_argument("--side", choices=("reference", "classbench"), help=argparse.SUPPRESS)  # a child's one job
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = ap.parse_args(argv)
+    if args.side:
+        print(json.dumps(measure(args.side, args.model[0], args)))
+        return {}
+
+    child_argv = _without_models(argv)
+    out: dict = {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup, "data": args.data,
+                 "threads": args.threads or default_threads(), "workers": args.workers, "repeats": args.repeats,
+                 "loadavg_start": os.getloadavg()[0], "models": {}}
+    for model in args.model:
+        pairs = []
+        for rep in range(args.repeats):
+            ref = measure_in_child("reference", model, child_argv)
+            cb = measure_in_child("classbench", model, child_argv)
+            pairs.append({"reference_img_per_s": ref["img_per_s"], "classbench_img_per_s": cb["img_per_s"],
+                          "ratio": cb["img_per_s"] / ref["img_per_s"]})
+            print(f"{model:12s} rep {rep + 1}: reference {ref['img_per_s']:8.1f} img/s  classbench "
+                  f"{cb['img_per_s']:8.1f} img/s  ({cb['precision']}, channels_last={cb['channels_last']}, "
+                  f"threads={cb['threads']})  ratio {pairs[-1]['ratio']:.2f}x", flush=True)
+        ratios = [p["ratio"] for p in pairs]
+        out["models"][model] = {"ratio": statistics.median(ratios), "ratio_min": min(ratios),
+                                "ratio_max": max(ratios), "precision": cb["precision"],
+                                "channels_last": cb["channels_last"], "pairs": pairs}
+    out["loadavg_end"] = os.getloadavg()[0]
+    print(f"\nbatch {args.batch_size}, {args.steps} timed steps after {args.warmup}, {args.data} data, "
+          f"{args.repeats} interleaved pair(s) per model, load average {out['loadavg_start']:.2f} -> "
+          f"{out['loadavg_end']:.2f}")
+    print(f"{'model':12s} {'trainer/reference':>18s}  {'range':>11s}")
+    for model, r in out["models"].items():
+        print(f"{model:12s} {r['ratio']:17.2f}x  {r['ratio_min']:.2f}-{r['ratio_max']:.2f}")
+    if args.json:
+        atomic_write_json(args.json, out)
+    return out
+
+
+def _without_models(argv: list[str]) -> list[str]:
+    """argv less ``--model A B ...`` (each child is told its one model) and ``--json PATH``."""
+    out, skipping = [], False
+    for a in argv:
+        if a.startswith(("--model=", "--json=")):
+            continue
+        if a in ("--model", "--json"):
+            skipping = True
+            continue
+        if skipping and not a.startswith("--"):
+            continue
+        skipping = False
+        out.append(a)
     return out
 
 

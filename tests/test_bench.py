@@ -48,14 +48,25 @@ def test_bench_table_and_csv_and_errors(capsys):
     assert "Unknown model" in capsys.readouterr().err
 
 
-def test_reference_loop_runs_two_steps_on_synthetic_data():
+def test_reference_loop_runs_two_steps_on_synthetic_data(tmp_path):
     spec = importlib.util.spec_from_file_location("reference_loop", REPO / "benchmarks" / "reference_loop.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     threads = torch.get_num_threads()
     try:
         out = mod.main(["--model", "toy_dilated", "--batch-size", "8", "--steps", "2", "--warmup", "0",
-                        "--data", "synthetic", "--workers", "0", "--threads", "1"])
+                        "--data", "synthetic", "--workers", "0", "--threads", "1", "--json", str(tmp_path / "r.json")])
     finally:
         torch.set_num_threads(threads)
-    assert out["reference_img_per_s"] > 0 and out["classbench_img_per_s"] > 0 and out["ratio"] > 0
+    (pair,) = out["models"]["toy_dilated"]["pairs"]
+    assert pair["reference_img_per_s"] > 0 and pair["classbench_img_per_s"] > 0
+    assert out["models"]["toy_dilated"]["ratio"] == pytest.approx(pair["classbench_img_per_s"] / pair["reference_img_per_s"])
+    assert json.loads((tmp_path / "r.json").read_text())["models"]["toy_dilated"]["pairs"] == [pair]
+
+
+def test_reference_loop_children_get_one_model_each():
+    spec = importlib.util.spec_from_file_location("reference_loop", REPO / "benchmarks" / "reference_loop.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    argv = ["--model", "a", "b", "--steps", "3", "--json", "x.json", "--model=c", "--data", "real"]
+    assert mod._without_models(argv) == ["--steps", "3", "--data", "real"]

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from classbench.layers import attention
 from classbench.layers.attention import (
     Attention,
     PerHeadAttention,
@@ -60,7 +61,44 @@ def test_attention_maps_of_both_layouts_agree():
     torch.testing.assert_close(per_head.last_attention, fused.last_attention, atol=1e-6, rtol=0)
 
 
-def test_stored_attention_path_matches_fast_path():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("opts", [{}, {"temperature": "log"}, {"temperature": "vanilla"}], ids=str)
+def test_sdpa_and_explicit_attention_agree(monkeypatch, precision, opts):
+    """Whichever kernel ``sdpa_is_faster`` picks, outputs and gradients are the same function."""
+    torch.manual_seed(0)
+    attn = Attention(24, 4, **opts)
+    x = torch.randn(3, 9, 24)
+    results = []
+    for use_sdpa in (True, False):
+        monkeypatch.setattr(attention, "sdpa_is_faster", lambda q, use=use_sdpa: use)
+        attn.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = attn(x)
+        out.float().square().sum().backward()
+        results.append((out.float(), [p.grad.clone() for p in attn.parameters()]))
+    tol = {"atol": 1e-5, "rtol": 1e-5} if precision == "fp32" else {"atol": 3e-2, "rtol": 3e-2}
+    (out_sdpa, grads_sdpa), (out_explicit, grads_explicit) = results
+    torch.testing.assert_close(out_explicit, out_sdpa, **tol)
+    for a, b in zip(grads_explicit, grads_sdpa):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_sdpa_is_chosen_where_it_was_measured_faster():
+    def q(n, dtype=torch.float32, device="cpu"):
+        return torch.empty(2, 4, n, 12, dtype=dtype, device=device)
+
+    # CPU fp32: explicit matmuls up to 96 tokens, the flash kernel beyond
+    assert not attention.sdpa_is_faster(q(17)) and not attention.sdpa_is_faster(q(65))
+    assert attention.sdpa_is_faster(q(129)) and attention.sdpa_is_faster(q(257))
+    # CPU bf16: explicit up to 512 tokens
+    assert not attention.sdpa_is_faster(q(257, torch.bfloat16))
+    assert attention.sdpa_is_faster(q(1025, torch.bfloat16))
+    # any other device: the fused kernels
+    assert attention.sdpa_is_faster(q(17, device="meta"))
+
+
+def test_stored_attention_path_matches_fast_path(monkeypatch):
+    monkeypatch.setattr(attention, "sdpa_is_faster", lambda q: True)  # the fast path on any device
     attn = Attention(16, 4, temperature="log").eval()
     x = torch.randn(2, 5, 16)
     fast = attn(x)

@@ -22,6 +22,10 @@ Options (all in :class:`_AttentionCore`):
   fixed sinusoidal encoding of the offset i - j, W_R a learned projection and
   u, v learned per-head global biases. See :func:`relative_position_term`.
 
+The kernel: ``F.scaled_dot_product_attention`` where it is the faster one, else two
+explicit matmuls around a softmax (:func:`sdpa_is_faster`, measured per device and
+dtype). Both compute the same function; the options above always take the explicit form.
+
 Set ``store_attention = True`` on a module to keep its last attention weights
 (``(B, heads, N, N)``, detached) in ``last_attention``.
 """
@@ -62,6 +66,21 @@ def relative_position_term(
     offsets = (pos_q[:, None] - pos_k[None, :]).clamp(-max_offset, max_offset) + max_offset
     r = rel[offsets]  # (Nq, Nk, h, d)
     return torch.einsum("bhid,ijhd->bhij", q + v_bias[None, :, None, :], r)
+
+
+def sdpa_is_faster(q: torch.Tensor) -> bool:
+    """Whether ``F.scaled_dot_product_attention`` beats explicit ``softmax(q k^T) v`` for queries like ``q``.
+
+    On GPUs its fused kernels always do.  On CPUs (torch 2.13, 2 AVX-512 cores, forward + backward;
+    docs/perf-measurements.md, "Attention kernels") its flash kernel loses to two batched matmuls on
+    short sequences: in fp32 up to ~96 tokens (1.0-1.4x slower at 65 tokens, 1.3-1.8x at 17), and under
+    bf16 autocast at every length up to 257 tokens (1.6-8x slower), where the matmuls run on the CPU's
+    bf16 units and it does not.  Past those lengths the N x N matrix the explicit form keeps costs more.
+    """
+    if q.device.type != "cpu":
+        return True
+    longest_explicit = 96 if q.dtype == torch.float32 else 512
+    return q.shape[-2] > longest_explicit
 
 
 class _AttentionCore(nn.Module):
@@ -120,12 +139,12 @@ class _AttentionCore(nn.Module):
         """q, k, v: ``(B, h', N, d)`` for the heads selected by ``heads``; returns ``(B, h', N, d)``."""
         n = q.shape[-2]
         special = self.diag_mask or self.rel_pos is not None or self.store_attention
-        if not special:
+        if not special and sdpa_is_faster(q):
             return F.scaled_dot_product_attention(
                 q * self.logit_scale(), k, v, dropout_p=self.attn_drop.p if self.training else 0.0, scale=1.0
             )
         if self.rel_pos is None:
-            logits = q @ k.transpose(-2, -1)  # content-content
+            logits = (q * self.logit_scale()) @ k.transpose(-2, -1)  # content-content, scaled on the smaller side
         else:
             # (a) + (c): content-content and the global content bias u
             logits = (q + self.u_bias[heads][None, :, None, :]) @ k.transpose(-2, -1)
@@ -133,7 +152,7 @@ class _AttentionCore(nn.Module):
             pos = torch.arange(n, device=q.device)
             rel = self.rel_proj(self.rel_enc.to(q.dtype)).view(-1, self.heads, self.dim_head)[:, heads]
             logits = logits + relative_position_term(q, self.v_bias[heads], rel, pos, pos)
-        logits = logits * self.logit_scale()
+            logits = logits * self.logit_scale()
         if self.diag_mask:
             eye = torch.eye(n, dtype=torch.bool, device=q.device)
             logits = logits.masked_fill(eye, float("-inf"))
