@@ -177,21 +177,22 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads for both (default: physical cores)")
     ap.add_argument("--json", type=Path, help="also write the results to this file")
     ap.add_argument("--side", choices=("reference", "classbench"), help=argparse.SUPPRESS)  # a child's one job
-    argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
     if args.side:
         print(json.dumps(measure(args.side, args.model[0], args)))
         return {}
 
-    child_argv = _without_models(argv)
+    if args.repeats < 1:
+        ap.error(f"--repeats must be at least 1; got {args.repeats}")
+    shared = child_argv(args)
     out: dict = {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup, "data": args.data,
                  "threads": args.threads or default_threads(), "workers": args.workers, "repeats": args.repeats,
                  "loadavg_start": os.getloadavg()[0], "models": {}}
     for model in args.model:
         pairs = []
         for rep in range(args.repeats):
-            ref = measure_in_child("reference", model, child_argv)
-            cb = measure_in_child("classbench", model, child_argv)
+            ref = measure_in_child("reference", model, shared)
+            cb = measure_in_child("classbench", model, shared)
             pairs.append({"reference_img_per_s": ref["img_per_s"], "classbench_img_per_s": cb["img_per_s"],
                           "ratio": cb["img_per_s"] / ref["img_per_s"]})
             print(f"{model:12s} rep {rep + 1}: reference {ref['img_per_s']:8.1f} img/s  classbench "
@@ -213,20 +214,10 @@ def main(argv: list[str] | None = None) -> dict:
     return out
 
 
-def _without_models(argv: list[str]) -> list[str]:
-    """argv less ``--model A B ...`` (each child is told its one model) and ``--json PATH``."""
-    out, skipping = [], False
-    for a in argv:
-        if a.startswith(("--model=", "--json=")):
-            continue
-        if a in ("--model", "--json"):
-            skipping = True
-            continue
-        if skipping and not a.startswith("--"):
-            continue
-        skipping = False
-        out.append(a)
-    return out
+def child_argv(args: argparse.Namespace) -> list[str]:
+    """The options every child shares; each child is then told its side and its one model."""
+    return ["--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
+            "--data", args.data, "--workers", str(args.workers), "--threads", str(args.threads)]
 
 
 if __name__ == "__main__":

@@ -48,10 +48,15 @@ def test_bench_table_and_csv_and_errors(capsys):
     assert "Unknown model" in capsys.readouterr().err
 
 
-def test_reference_loop_runs_two_steps_on_synthetic_data(tmp_path):
+def _reference_loop_module():
     spec = importlib.util.spec_from_file_location("reference_loop", REPO / "benchmarks" / "reference_loop.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_reference_loop_runs_two_steps_on_synthetic_data(tmp_path):
+    mod = _reference_loop_module()
     threads = torch.get_num_threads()
     try:
         out = mod.main(["--model", "toy_dilated", "--batch-size", "8", "--steps", "2", "--warmup", "0",
@@ -64,9 +69,12 @@ def test_reference_loop_runs_two_steps_on_synthetic_data(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["models"]["toy_dilated"]["pairs"] == [pair]
 
 
-def test_reference_loop_children_get_one_model_each():
-    spec = importlib.util.spec_from_file_location("reference_loop", REPO / "benchmarks" / "reference_loop.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    argv = ["--model", "a", "b", "--steps", "3", "--json", "x.json", "--model=c", "--data", "real"]
-    assert mod._without_models(argv) == ["--steps", "3", "--data", "real"]
+def test_reference_loop_children_get_every_shared_option():
+    import argparse
+
+    mod = _reference_loop_module()
+    args = argparse.Namespace(batch_size=64, steps=3, warmup=1, data="real", workers=0, threads=1)
+    argv = mod.child_argv(args)
+    assert "--model" not in argv and "--json" not in argv  # each child gets its own model, writes no file
+    assert dict(zip(argv[::2], argv[1::2])) == {"--batch-size": "64", "--steps": "3", "--warmup": "1",
+                                                "--data": "real", "--workers": "0", "--threads": "1"}

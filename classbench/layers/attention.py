@@ -144,7 +144,7 @@ class _AttentionCore(nn.Module):
                 q * self.logit_scale(), k, v, dropout_p=self.attn_drop.p if self.training else 0.0, scale=1.0
             )
         if self.rel_pos is None:
-            logits = (q * self.logit_scale()) @ k.transpose(-2, -1)  # content-content, scaled on the smaller side
+            logits = (q * self.logit_scale()) @ k.transpose(-2, -1)  # content-content, scaled as the SDPA path is
         else:
             # (a) + (c): content-content and the global content bias u
             logits = (q + self.u_bias[heads][None, :, None, :]) @ k.transpose(-2, -1)
