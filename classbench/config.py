@@ -445,3 +445,17 @@ def from_yaml_text(text: str) -> Config:
 
 def to_dict(cfg: Config) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg))  # type: ignore[return-value]
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts into dotted keys; lists and scalars are leaves."""
+    out: dict[str, Any] = {}
+    if isinstance(tree, dict):
+        if not tree and prefix:
+            out[prefix] = {}
+        for k, v in tree.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            out.update(flatten(v, key))
+    else:
+        out[prefix] = tree
+    return out

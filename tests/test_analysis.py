@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classbench.analysis.runs import load_run, load_runs, load_groups, group_matcher, flatten
-from classbench.analysis.summary import summarize
+from classbench.compare.runs import load_run, load_runs, load_groups, group_matcher, flatten
+from classbench.compare.summary import summarize
 from classbench.cli import main
 from classbench.config import load_config
 from classbench.errors import ClassbenchError
@@ -298,7 +298,7 @@ def test_summary_write_file(runs_dir, tmp_path):
 def test_plots_are_pngs_of_the_expected_size(runs_dir, tmp_path, monkeypatch):
     from PIL import Image
 
-    from classbench.analysis.plots import FIG_PX
+    from classbench.compare.plots import FIG_PX
 
     groups = tmp_path / "groups.yaml"
     groups.write_text("toys:\n  - toy-.*\n")
@@ -329,7 +329,7 @@ def test_plot_defaults_and_bad_smoothing(runs_dir, tmp_path, monkeypatch, capsys
 
 
 def test_ema():
-    from classbench.analysis.plots import ema
+    from classbench.compare.plots import ema
 
     assert ema([1.0, 2.0, 3.0], 0.0) == [1.0, 2.0, 3.0]
     sm = ema([1.0, 1.0, 1.0], 0.9)
@@ -380,7 +380,7 @@ def test_report_notes_missing_data(runs_dir, tmp_path, monkeypatch):
 
 
 def test_per_class_counts_match_summary(runs_dir):
-    from classbench.analysis.report import evaluate_per_class
+    from classbench.compare.report import evaluate_per_class
 
     run = load_run(run_path(runs_dir, "toy-b"), runs_dir)
     ev = evaluate_per_class(run)
@@ -390,7 +390,7 @@ def test_per_class_counts_match_summary(runs_dir):
 
 
 def test_config_differences(runs_dir):
-    from classbench.analysis.report import config_differences
+    from classbench.compare.report import config_differences
 
     runs = _quiet_load(runs_dir, filter="toy-[abc]/")
     common, diffs, keys = config_differences(runs)
@@ -413,7 +413,7 @@ def _scalars(logdir: Path) -> dict[str, list]:
 def test_tensorboard_logger_roundtrip(tmp_path):
     import torch
 
-    from classbench.analysis.tensorboard import TensorBoardLogger
+    from classbench.train.tensorboard import TensorBoardLogger
 
     tb = TensorBoardLogger(tmp_path, {"model": {"name": "toy", "args": {"width": 8}}, "optim": {"lr": 0.1, "betas": [0.9, 0.99]}})
     tb.log({"step": 10, "epoch": 0.5, "split": "train", "loss": 2.5, "top1": 0.25, "lr": 0.1, "time": 1.0, "flag": True, "note": "x"})
@@ -442,7 +442,7 @@ def test_trainer_writes_tensorboard_events(runs_dir):
 
 
 def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
-    from classbench.analysis.tensorboard import TensorBoardLogger
+    from classbench.train.tensorboard import TensorBoardLogger
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(ClassbenchError, match=r"pip install classbench\[tensorboard\]"):

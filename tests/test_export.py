@@ -79,7 +79,7 @@ def _reference(run_dir: Path, x: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- predict
 def test_predict_names_training_images(overfit, train_images, capsys):
-    from classbench.analysis.predict import load_predictor, predict_files
+    from classbench.inference.predict import load_predictor, predict_files
 
     run_dir, _ = overfit
     results = predict_files(load_predictor(run_dir), [p for p, _ in train_images], topk=3)
@@ -101,7 +101,7 @@ def test_predict_names_training_images(overfit, train_images, capsys):
 def test_predict_resizes_other_sizes(overfit, train_images, tmp_path):
     from PIL import Image
 
-    from classbench.analysis.predict import load_image, load_predictor, predict_files
+    from classbench.inference.predict import load_image, load_predictor, predict_files
 
     run_dir, _ = overfit
     src, label = train_images[1]
@@ -170,7 +170,7 @@ def test_export_user_errors(overfit, tmp_path, monkeypatch, capsys):
     assert "does not exist" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ClassbenchError, match=r"pip install classbench\[onnx\]"):
-        from classbench.analysis.export import export_model
+        from classbench.inference.export import export_model
 
         export_model(run_dir, "onnx", tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()

@@ -1043,7 +1043,7 @@ def test_a_really_full_disk(tiny_cfg, tiny_tmpfs):
 
 # ============================================================================ 9. concurrency
 def test_run_folders_never_clash_across_threads(tmp_path):
-    from classbench.train.run import create_run_dir
+    from classbench.runfolder import create_run_dir
 
     n_threads, each = 8, 25
     barrier = threading.Barrier(n_threads)
@@ -1067,7 +1067,7 @@ def test_run_folders_never_clash_across_processes(forkserver, tmp_path):
     start = time.time() + 0.5
     code = '''
 import json, time
-from classbench.train.run import create_run_dir
+from classbench.runfolder import create_run_dir
 while time.time() < {start}:
     time.sleep(0.001)
 made = [str(create_run_dir({runs!r}, "synthetic", "same")) for _ in range(25)]

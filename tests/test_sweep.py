@@ -12,7 +12,7 @@ import yaml
 from classbench.cli import main
 from classbench.config import load_config, to_yaml
 from classbench.errors import ConfigError
-from classbench.sweep import Sweep, config_hash, parse_sets, plan, run_config_hash, split_values
+from classbench.drivers.sweep import Sweep, config_hash, parse_sets, plan, run_config_hash, split_values
 
 from conftest import REPO
 
@@ -117,7 +117,7 @@ def test_config_hash_ignores_where_and_how_a_run_is_shown(tmp_path):
 
 
 def test_jobs_divide_threads_and_assign_gpus_round_robin(tmp_path, monkeypatch):
-    import classbench.sweep as sweep_mod
+    import classbench.drivers.sweep as sweep_mod
 
     launched, lock = [], threading.Lock()
 

@@ -6,7 +6,7 @@ import pytest
 from classbench.config import load_config
 from classbench.errors import TrainingInterrupted
 from classbench.io import read_jsonl
-from classbench.train.evaluate_checkpoint import evaluate_checkpoint
+from classbench.inference.evaluate import evaluate_checkpoint
 from classbench.train.trainer import Trainer, resume, train
 
 from conftest import REPO, require_cifar
@@ -108,7 +108,7 @@ def test_cli_train_writes_run_and_prints_summary(tmp_path, capsys):
 
 
 def test_same_second_runs_get_separate_folders(tiny_cfg):
-    from classbench.train.run import create_run_dir
+    from classbench.runfolder import create_run_dir
 
     cfg = tiny_cfg()
     a = create_run_dir(cfg.train.runs_dir, "synthetic", "x")

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import re
     import sys
 
-    from ..bench import bench_model, environment_line, format_bench, matmul_peak_gflops
+    from ..drivers.bench import bench_model, environment_line, format_bench, matmul_peak_gflops
     from ..errors import ConfigError
     from ..models import get_entry, list_models
     from ..train.precision import resolve_device, resolve_precision, setup_threads

@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
 
-    from ..train.evaluate_checkpoint import evaluate_checkpoint
+    from ..inference.evaluate import evaluate_checkpoint
 
     m = evaluate_checkpoint(args.target, split=args.split, kind=args.checkpoint, device=args.device)
     if args.format == "json":

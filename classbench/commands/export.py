@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.export import export_model
+    from ..inference.export import export_model
 
     res = export_model(args.checkpoint, args.format, args.output, verify=not args.no_verify)
     c, h, w = res.input_size

@@ -12,7 +12,7 @@ HELP = "Plot learning curves (loss, top-1, top-5) and accuracy vs. model size fo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..analysis.plots import CURVE_METRICS, X_AXES
+    from ..compare.plots import CURVE_METRICS, X_AXES
 
     add_run_selection(parser)
     parser.add_argument("--metric", choices=CURVE_METRICS, action="append", help="metric to plot (repeatable; default: loss, top1 and top5)")
@@ -27,9 +27,9 @@ def default_out_dir(group: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.plots import CURVE_METRICS, ema, make_figures, write_figures
-    from ..analysis.runs import load_runs
-    from ..analysis.summary import summarize
+    from ..compare.plots import CURVE_METRICS, ema, make_figures, write_figures
+    from ..compare.runs import load_runs
+    from ..compare.summary import summarize
 
     ema([], args.smooth)  # validate before loading anything
     runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.predict import format_predictions, load_predictor, predict_files
+    from ..inference.predict import format_predictions, load_predictor, predict_files
 
     predictor = load_predictor(args.checkpoint, device=args.device)
     results = predict_files(predictor, args.images, topk=args.topk)

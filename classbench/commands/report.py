@@ -22,9 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.plots import ema
-    from ..analysis.report import build_report, write_report
-    from ..analysis.runs import load_runs
+    from ..compare.plots import ema
+    from ..compare.report import build_report, write_report
+    from ..compare.runs import load_runs
 
     ema([], args.smooth)
     device = args.device

@@ -18,7 +18,7 @@ def add_run_selection(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..analysis.summary import FORMATS, METRICS, SPLITS
+    from ..compare.summary import FORMATS, METRICS, SPLITS
 
     add_run_selection(parser)
     parser.add_argument("--split", choices=SPLITS, default="test", help="split of the 'best over all evaluated steps' column (default: test)")
@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.runs import load_runs
-    from ..analysis.summary import render, summarize
+    from ..compare.runs import load_runs
+    from ..compare.summary import render, summarize
     from ..io import atomic_write_text
 
     runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)

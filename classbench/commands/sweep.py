@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..sweep import Sweep, exit_status, parse_sets, plan, report, summary_tables
+    from ..drivers.sweep import Sweep, exit_status, parse_sets, plan, report, summary_tables
 
     configs = list(args.configs)
     sets = []

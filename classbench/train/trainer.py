@@ -36,7 +36,7 @@ from .checkpoint import load_checkpoint, load_model_state, rng_state, save_check
 from .evaluate import evaluate, logits_of
 from .optim import Schedule, build_optimizer
 from .precision import autocast, resolve_device, resolve_precision, setup_threads
-from .run import create_run_dir, environment, write_status
+from ..runfolder import create_run_dir, environment, write_status
 
 
 class Trainer:
@@ -405,7 +405,7 @@ class Trainer:
         atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
         write_status(self.run_dir, "running")
         if self.cfg.log.tensorboard:
-            from ..analysis.tensorboard import TensorBoardLogger
+            from .tensorboard import TensorBoardLogger
 
             self.tb = TensorBoardLogger(self.run_dir, _hparams(self.cfg),
                                         purge_step=self.step + 1 if self.resumed else None)

@@ -42,8 +42,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Config, from_yaml_text, load_config, parse_override, to_dict
-from .errors import ClassbenchError, ConfigError
+from ..config import Config, from_yaml_text, load_config, parse_override, to_dict
+from ..errors import ClassbenchError, ConfigError
 
 HASH_EXCLUDED = ("train.runs_dir", "train.threads", "log.progress", "log.tensorboard")
 STDERR_TAIL = 12
@@ -130,7 +130,7 @@ def is_finished(run_dir: str | Path) -> bool:
 
 def finished_runs(runs_dir: str | Path) -> dict[str, Path]:
     """config hash -> the latest finished run folder under ``runs_dir`` with that config."""
-    from .analysis.runs import discover
+    from ..compare.runs import discover
 
     root = Path(runs_dir)
     if not root.is_dir():
@@ -208,7 +208,7 @@ def _visible_gpus() -> list[str]:
 
 def assign_resources(jobs: list[Job], n_jobs: int) -> list[str]:
     """Threads per run (CPU) and the GPU list to cycle over; sets ``job.extra``. Returns the GPUs."""
-    from .train.precision import default_threads
+    from ..train.precision import default_threads
 
     gpus = _visible_gpus() if n_jobs > 1 else []
     threads = max(1, default_threads() // n_jobs)
@@ -387,8 +387,8 @@ def summary_tables(runs_dirs: list[str], split: str = "test", metric: str = "top
     """`classbench summary` (markdown) of each runs folder."""
     import warnings
 
-    from .analysis.runs import load_runs
-    from .analysis.summary import render, summarize
+    from ..compare.runs import load_runs
+    from ..compare.summary import render, summarize
 
     parts = []
     for d in runs_dirs:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ClassbenchError
-from .runs import flatten
+from ..config import flatten
 
 _SKIP = {"step", "split"}
 

@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..io import atomic_write_json
+from .io import atomic_write_json
 
 
 def create_run_dir(runs_dir: str | Path, dataset: str, name: str) -> Path:
@@ -47,7 +47,7 @@ def environment(device) -> dict:
     import numpy
     import torch
 
-    from .. import __version__
+    from . import __version__
 
     commit = _git("rev-parse", "HEAD")
     dirty = _git("status", "--porcelain", "--untracked-files=no")

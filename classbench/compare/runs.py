@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import ClassbenchError
+from ..config import flatten
 from ..io import read_jsonl
 
 #: A run without status.json/summary.json whose files have not changed for this
@@ -137,20 +138,6 @@ def is_number(v: Any) -> bool:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return False
     return math.isfinite(v)
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Flatten nested dicts into dotted keys; lists and scalars are leaves."""
-    out: dict[str, Any] = {}
-    if isinstance(tree, dict):
-        if not tree and prefix:
-            out[prefix] = {}
-        for k, v in tree.items():
-            key = f"{prefix}.{k}" if prefix else str(k)
-            out.update(flatten(v, key))
-    else:
-        out[prefix] = tree
-    return out
 
 
 def _read_yaml(path: Path) -> Any:

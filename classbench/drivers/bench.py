@@ -65,8 +65,8 @@ def bench_model(
     peak: float | None = None,
 ) -> list[dict[str, Any]]:
     """One row per mode for one registered model.  ``channels_last=None`` takes the registry's default."""
-    from .models import create_model, get_entry
-    from .models.profile import count_flops, time_steps
+    from ..models import create_model, get_entry
+    from ..models.profile import count_flops, time_steps
 
     entry = get_entry(name)
     cl = entry.channels_last if channels_last is None else channels_last

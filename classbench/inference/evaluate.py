@@ -11,9 +11,9 @@ from ..data import build_data
 from ..data.loader import DeviceLoader, Normalize
 from ..errors import ClassbenchError
 from ..models import get_entry
-from .checkpoint import build_model_from_checkpoint, load_checkpoint, resolve_checkpoint
-from .evaluate import evaluate
-from .precision import resolve_device, resolve_precision
+from ..train.checkpoint import build_model_from_checkpoint, load_checkpoint, resolve_checkpoint
+from ..train.evaluate import evaluate
+from ..train.precision import resolve_device, resolve_precision
 
 
 def evaluate_checkpoint(target: str | Path, *, split: str = "test", kind: str = "best", device: str = "auto",
