@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "reliability.md"
 START, END = "<!-- reliability-table:start -->", "<!-- reliability-table:end -->"
 R, D = "tests/test_reliability.py", "tests/test_bad_data.py"
+I, L, U = "tests/test_inputs.py", "tests/test_lock.py", "tests/test_untrusted_runs.py"
 
 # guarantee, test-name prefixes (file, name), how to phrase the counts
 ROWS = [
@@ -56,15 +57,37 @@ ROWS = [
      lambda c, t: f"{c.get('bad_checkpoint_cases', 0)} bad checkpoint cases via eval/predict/--resume; "
                   f"{c.get('torch_load_calls_checked', 0)} torch.load call(s), all weights_only=True; "
                   f"payload refused and never ran: {'yes' if c.get('malicious_checkpoint_refused') else 'n/a'}"),
-    ("8. Disk full or read-only", [(R, "test_failed_write"), (R, "test_a_really_full_disk")],
+    ("8. Disk full or read-only", [(R, "test_failed_write"), (R, "test_a_really_full_disk"),
+                                   (U, "test_disk_full_inside_a_checkpoint_write")],
      lambda c, t: f"{c.get('write_failures_injected', 0)} injected write failures + "
-                  f"{c.get('write_failures_real_disk_full', 0)} on a real full tmpfs; previous files byte-identical, "
-                  "no temp files left"),
+                  f"{c.get('write_failures_real_disk_full', 0) + c.get('write_failures_real_disk_full_checkpoint', 0)} "
+                  "on a real full tmpfs (one inside the torch.save of a checkpoint: one line, status failed); previous files "
+                  "byte-identical, no temp files left"),
     ("9. Concurrency", [(R, "test_run_folders_never_clash"), (R, "test_two_runs_of_one_config"),
                         (R, "test_readers_survive")],
      lambda c, t: f"{c.get('concurrent_run_dirs', 0)} run folders made at once (threads, processes), "
                   f"{c.get('concurrent_training_runs', 0)} twin runs; {c.get('reader_calls', 0)} summary/plot/report "
                   "calls on live, crashed and partial runs"),
+    ("10. Bounded inputs", [(I, "")],
+     lambda c, t: f"{c.get('bounded_config_cases', 0)} bad configs/overrides, {c.get('bounded_run_config_cases', 0)} bad "
+                  f"stored configs (run folders, checkpoints, --resume), {c.get('bounded_image_cases', 0)} huge or special "
+                  f"image files (image folders, predict CLI and API, all-black), {c.get('split_warning_cases', 0)} "
+                  "split-warning cases; each one line, exit 2, refused before allocating; alias bombs refused in under "
+                  "2 s; `${...}` never reads the environment"),
+    ("11. One writer per run folder", [(L, "")],
+     lambda c, t: f"{c.get('lock_concurrent_resumes', 0)} resumes started at once (one refused, naming the holder's "
+                  f"pid), {c.get('lock_live_run_refusals', 0)} resume(s) of a live run refused with its in-flight "
+                  f"checkpoint temp file untouched, {c.get('lock_sigkill_recoveries', 0)} SIGKILL-ed holder(s) "
+                  "followed by a writer with no clean-up; readers never wait"),
+    ("12. Run folders are untrusted input", [(U, "test_a_"), (U, "test_resume_skips"), (U, "test_names_"),
+                                             (U, "test_eval_never")],
+     lambda c, t: f"{c.get('untrusted_metrics_records', 0)} hand-edited metrics.jsonl cases (skipped with a warning), "
+                  f"{c.get('untrusted_stored_configs', 0)} bad config.yaml refused for --resume, "
+                  f"{c.get('untrusted_checkpoints', 0)} crafted checkpoints via eval/predict/export/report/--resume, "
+                  f"{c.get('untrusted_data_roots', 0)} run naming another data.root (nothing created or downloaded), "
+                  f"{c.get('untrusted_strings', 0)} nasty names through plot/report/summary (mathtext, ANSI, formulas)"),
+    ("13. Ctrl-C during start-up", [(U, "test_ctrl_c")],
+     lambda c, t: f"{c.get('ctrl_c_at_start_up', 0)} real processes interrupted while starting: exit 130, no traceback"),
 ]
 
 
@@ -73,7 +96,7 @@ def run_tests(extra: list[str]) -> tuple[dict, list[dict], float, float]:
         counts_path, xml_path = Path(tmp) / "counts.json", Path(tmp) / "junit.xml"
         env = {**os.environ, "CLASSBENCH_RELIABILITY_REPORT": str(counts_path)}
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml_path}",
-               R, D, "tests/test_config.py", "tests/test_trainer.py::test_resume_from_mid_epoch_is_exact", *extra]
+               R, I, L, U, D, "tests/test_config.py", "tests/test_trainer.py::test_resume_from_mid_epoch_is_exact", *extra]
         t = time.perf_counter()
         proc = subprocess.run(cmd, cwd=REPO, env=env)
         wall = time.perf_counter() - t

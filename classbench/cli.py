@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import threading
 import warnings
 
-from .errors import ClassbenchError
+from .errors import ClassbenchError, TrainingInterrupted
+
+#: Exit status of a clean stop (Ctrl-C/SIGTERM after a resumable checkpoint), as a shell reports SIGINT.
+INTERRUPTED_EXIT = 130
 
 COMMANDS = [
     "train", "eval", "config", "models", "bench",
-    "summary", "plot", "report", "predict", "export", "sweep",
+    "summary", "compare", "plot", "report", "predict", "export", "sweep", "lr-find", "configs", "tensorboard",
 ]
 
 
@@ -24,9 +30,10 @@ def _available() -> dict[str, object]:
     mods = {}
     for name in COMMANDS:
         try:
-            mods[name] = importlib.import_module(f"classbench.commands.{name}")
+            module = f"classbench.commands.{name.replace('-', '_')}"  # lr-find lives in lr_find.py
+            mods[name] = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name != f"classbench.commands.{name}":
+            if e.name != module:
                 raise
     return mods
 
@@ -51,7 +58,36 @@ def _format_warning(message, category, filename, lineno, line=None):  # noqa: AR
     return f"warning: {message}\n"
 
 
+def _importing() -> bool:
+    import importlib._bootstrap as bootstrap
+
+    return bool(getattr(bootstrap, "_module_locks", None))  # a lock per module being imported right now
+
+
+def _interrupt_between_imports(signum, frame):  # noqa: ARG001
+    """Ctrl-C at start-up, held back while a module is being imported: a KeyboardInterrupt inside a half-done
+    import can leave a library broken (numpy then recursed without end on its next use)."""
+    if _importing():
+        threading.Timer(0.02, os.kill, (os.getpid(), signum)).start()  # ask again once the import is done
+        return
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if quiet:
+        signal.signal(signal.SIGINT, _interrupt_between_imports)  # training installs its own stop handlers
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the commands load (torch imports take seconds): no traceback
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
+    finally:
+        if quiet:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _main(argv: list[str] | None) -> int:
     warnings.formatwarning = _format_warning
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -60,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
+    except TrainingInterrupted as e:
+        # A clean stop, not an error: the message says where the checkpoint is and how to resume.
+        print(f"stopped: {e}", file=sys.stderr)
+        return INTERRUPTED_EXIT
     except ClassbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -38,6 +38,14 @@ class DataConfig:
     pad: int = 4  # random crop with this much zero padding; 0 disables crop
     flip: bool = True
     normalize: bool = True  # per-channel mean/std of the training split
+    crop: str = "pad"  # pad: random crop of the zero-padded image (data.pad) | resized: random-resized crop
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # resized: range of the area fraction
+    crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])  # resized: range of the aspect ratio
+    rotate: float = 0.0  # random rotation by up to this many degrees (bilinear, black corners); 0 turns it off
+    augment: str = "none"  # none | randaugment | trivialaugment | autoaugment (the CIFAR-10 policy)
+    randaugment_n: int = 2  # randaugment: operations per image
+    randaugment_m: int = 9  # randaugment: magnitude, a bin in 0..30
+    cutout: int = 0  # side of the square erased from each training image (after normalising: to 0); 0 off
     num_classes: int = 10  # synthetic only
     synthetic_size: int = 2048  # synthetic only: training images
 
@@ -84,12 +92,24 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    compile: bool = False
+    compile: str = "auto"  # auto (compile where it was measured to pay off; train/compile_choice.py) | on | off
+    compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune
+    deterministic: bool = False  # deterministic kernels (warn where an op has none); docs/reliability.md
+    tf32: bool = True  # CUDA: fp32 matmuls/convolutions in TF32 on GPUs that have it (Ampere and later)
     threads: int = 0  # CPU threads for torch; 0 picks the number of physical cores
     grad_clip: float = 0.0  # max grad norm; 0 disables
     label_smoothing: float = 0.0
+    mixup: float = 0.0  # Mixup's Beta alpha; 0 turns it off
+    cutmix: float = 0.0  # CutMix's Beta alpha; 0 turns it off (both on: each batch picks one)
+    ema: float = 0.0  # decay of an EMA of the weights, evaluated as its own selection; 0 turns it off
+    early_stop: int = 0  # stop after this many evaluations without a better val top-1; 0 turns it off
+    accumulate: int = 1  # micro-batches per optimizer step; train.batch_size is their total
     checkpoint_every: int = 0  # steps between last.pt writes; 0: at every evaluation
     on_nonfinite: str = "stop"  # stop | skip
+    # On --resume with a new budget, a budget-shaped schedule (cosine, warmup_linear, onecycle) either
+    # keeps its old plan and holds its final lr past it (continue) or is stretched over the new budget
+    # (replan); ask: refuse and show both when they differ (docs/design.md, "Resuming with a new budget").
+    resume_schedule: str = "ask"  # ask | continue | replan
     max_nonfinite_skips: int = 10
     runs_dir: str = "runs"
 
@@ -124,10 +144,15 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.name": ("cifar10", "cifar100", "imagefolder", "synthetic"),
     "data.labels": ("fine", "coarse"),
+    "data.augment": ("none", "randaugment", "trivialaugment", "autoaugment"),
+    "data.crop": ("pad", "resized"),
     "optim.name": ("sgd", "adam", "adamw"),
     "sched.name": ("constant", "step", "cosine", "warmup_linear", "plateau", "onecycle"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.on_nonfinite": ("stop", "skip"),
+    "train.resume_schedule": ("ask", "continue", "replan"),
+    "train.compile": ("auto", "on", "off"),
+    "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "log.progress": ("auto", "always", "never"),
 }
 EVAL_SPLITS = ("val", "test", "train_subset")
@@ -222,7 +247,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not _KEY_RE.match(key):
         raise ConfigError(f"Override '{text}': '{key}' is not a dotted config key such as optim.lr.")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _safe_yaml(raw) if raw.strip() else ""
+    except _YamlBoundExceeded as e:
+        raise ConfigError(f"Override '{key}=...': its value {e}.") from None
     except yaml.YAMLError:
         value = raw
     if value is not None and not isinstance(value, (str, int, float, bool, list, dict)):
@@ -260,39 +287,196 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _read_yaml(path: Path) -> dict:
-    if not path.exists():
-        alt = sorted(str(p) for p in Path("configs").glob(f"*/{path.stem}.yaml")) if Path("configs").is_dir() else []
-        hint = f" Configs with that name: {', '.join(alt)}." if alt else " Configs live in configs/<dataset>/<name>.yaml."
-        raise ConfigError(f"Config file {path} does not exist.{hint}")
-    if path.is_dir():
-        raise ConfigError(f"{path} is a folder; give a YAML config file such as configs/cifar10/resnet20.yaml.")
+# Bounds on what one YAML document may expand to.  A config has ~70 keys in 3
+# levels; these leave ample room and keep loading (OmegaConf spends ~0.5 ms per
+# node in a list) around a second at worst.  Aliases are counted as often as they are
+# used, so a 300-byte "billion laughs" document is refused before anything is built.
+MAX_YAML_DEPTH = 32
+MAX_YAML_NODES = 2_000
+
+
+class _YamlBoundExceeded(Exception):
+    """A document nests too deeply or expands too far; deliberately not a yaml.YAMLError."""
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Node count with every alias expanded, computed once per distinct node (no recursion, no expansion)."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+
+    def children(node: yaml.Node) -> list[yaml.Node]:
+        if isinstance(node, yaml.MappingNode):
+            return [n for pair in node.value for n in pair]
+        return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children(node))
+            on_path.discard(key)
+            if sizes[key] > MAX_YAML_NODES:
+                raise _YamlBoundExceeded(
+                    f"expands to more than {MAX_YAML_NODES:,} values once its aliases (*name) are "
+                    "expanded; write the values out instead of nesting aliases"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise _YamlBoundExceeded("holds an alias (*name) that refers to itself")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children(node))
+    return sizes[id(root)]
+
+
+class _BoundedLoader(_UniqueKeyLoader):
+    """The loader for every config text: safe, unique keys, bounded depth and alias expansion."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _YamlBoundExceeded(f"nests deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_data(self):
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node)
+        return self.construct_document(node)
+
+
+def _safe_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`_BoundedLoader`; a bound exceeded raises _YamlBoundExceeded."""
     try:
-        text = path.read_bytes().decode("utf-8")
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
-    except UnicodeDecodeError:
-        raise ConfigError(f"Config file {path} is not UTF-8 text; is it really a YAML file?") from None
-    except OSError as e:
-        raise ConfigError(f"Cannot read config file {path}: {e.strerror or e}.") from None
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:  # a fallback: the depth bound should stop this first
+        raise _YamlBoundExceeded(f"nests deeper than {MAX_YAML_DEPTH} levels") from None
+
+
+def _yaml_error_text(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{where}: {problem}"
+
+
+def _parse_config_text(text: str, what: str) -> dict:
+    """YAML text of a whole config -> its mapping, or a one-line ConfigError naming ``what``."""
+    try:
+        data = _safe_yaml(text)
+    except _YamlBoundExceeded as e:
+        raise ConfigError(f"{what} {e}.") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"Config file {path} is not valid YAML{where}: {problem}.") from None
+        raise ConfigError(f"{what} is not valid YAML{_yaml_error_text(e)}.") from None
     if data is None:
-        raise ConfigError(f"Config file {path} is empty; it should be a mapping such as 'model: {{name: resnet20}}'.")
+        raise ConfigError(f"{what} is empty; it should be a mapping such as 'model: {{name: resnet20}}'.")
     if not isinstance(data, dict):
         raise ConfigError(
-            f"Config file {path} must hold a mapping of sections (data, model, optim, ...), "
-            f"but holds a {type(data).__name__}."
+            f"{what} must hold a mapping of sections (data, model, optim, ...), but holds a {type(data).__name__}."
         )
     return data
+
+
+def _read_config_file(path: Path, what: str) -> dict:
+    """A config file's mapping; missing, folder, unreadable, not UTF-8, empty or not YAML: one ConfigError."""
+    if path.is_dir():
+        raise ConfigError(f"{what} is a folder; give a YAML config file such as configs/cifar10/resnet20.yaml.")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} does not exist.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} is not UTF-8 text; is it really a YAML file?") from None
+    except OSError as e:
+        raise ConfigError(f"Cannot read {what}: {e.strerror or e}.") from None
+    return _parse_config_text(text, what)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists() and not path.is_symlink():
+        names = difflib.get_close_matches(path.with_suffix("").name, list(packaged_configs()), n=3, cutoff=0.0)
+        alt = sorted(n for n in packaged_configs() if n.rsplit("/", 1)[-1] == path.stem) or names
+        hint = (f" Configs with a close name: {', '.join(alt)}." if alt
+                else " Configs live in configs/<dataset>/<name>.yaml.")
+        raise ConfigError(f"Config file {path} does not exist.{hint}")
+    return _read_config_file(path, f"Config file {path}")
+
+
+# ---------------------------------------------------------------- config names
+def config_dirs() -> list[Path]:
+    """Where configs are looked up by name: the package's bundled configs, else the repository's configs/."""
+    bundled = Path(__file__).resolve().parent / "configs"
+    if bundled.is_dir():
+        return [bundled]
+    repo = Path(__file__).resolve().parent.parent / "configs"
+    return [repo] if repo.is_dir() else []
+
+
+def packaged_configs() -> dict[str, Path]:
+    """Every config that can be named, e.g. ``{"cifar10/resnet20": Path(...)}``, sorted by name.
+
+    Only ``<dataset>/<name>.yaml`` files count: top-level files such as
+    ``groups.yaml`` describe configs and are not configs themselves.
+    """
+    found: dict[str, Path] = {}
+    for d in config_dirs():
+        for p in sorted(d.glob("*/*.yaml")):
+            found.setdefault(f"{p.parent.name}/{p.stem}", p)
+    return found
+
+
+def resolve_config(name: str | Path) -> Path:
+    """A config argument as a file: an existing path wins; else a bundled config named like ``cifar10/resnet20``.
+
+    A name that matches neither comes back unchanged, so that reading it reports
+    the missing file (with the closest config names).
+    """
+    path = Path(name).expanduser()
+    if path.exists() or path.is_symlink() or path.is_absolute() or ".." in path.parts:
+        return path
+    return packaged_configs().get(path.as_posix().removesuffix(".yaml"), path)
+
+
+# YAML 1.1 reads off/on (and no/yes) as booleans; for these string keys they mean a choice.
+_BOOL_WORDS = {"log.progress": {False: "never", True: "always", "off": "never", "on": "always"},
+               "train.compile": {False: "off", True: "on", "false": "off", "true": "on"}}
+
+
+def _refuse_interpolation(key: str, value: Any, where: str) -> None:
+    """OmegaConf would resolve ``${...}`` against other keys or, with ``oc.env``, the environment: refuse it."""
+    stack: list[tuple[str, Any]] = [(key, key), (key, value)]  # the dotted key too: model.args keys are free
+    while stack:
+        k, v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend((f"{k}.{kk}", vv) for kk, vv in v.items())
+            stack.extend((k, kk) for kk in v)  # keys are strings OmegaConf reads too
+        elif isinstance(v, list):
+            stack.extend((k, vv) for vv in v)
+        elif isinstance(v, str) and "${" in v:
+            shown = v if len(v) <= 60 else v[:57] + "..."
+            raise ConfigError(
+                f"Config key '{k}' holds {shown!r} ({where}): ${{...}} interpolation is not supported, "
+                "so a config never reads other keys or the environment. Write the value itself."
+            )
 
 
 def _merge(base: DictConfig, patch: dict, where: str) -> DictConfig:
     """Merge one key at a time so a type error can name its key."""
     _check_keys(patch, Config, "", where)
     for key, value in _flatten(patch):
+        _refuse_interpolation(key, value, where)
+        words = _BOOL_WORDS.get(key)
+        if words is not None and isinstance(value, (bool, str)) and value in words:
+            value = words[value]
         try:
             OmegaConf.update(base, key, value, merge=False)
         except OmegaConfBaseException as e:
@@ -324,7 +508,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     """Build the resolved config: defaults <- YAML file <- overrides, then validate."""
     cfg = OmegaConf.structured(Config)
     if path is not None:
-        path = Path(path)
+        path = resolve_config(path)
         data = _read_yaml(path)
         data.setdefault("name", path.stem)
         cfg = _merge(cfg, data, f"in {path}")
@@ -370,6 +554,15 @@ def validate(cfg: Config) -> None:
             for v in value if isinstance(value, list) else [value]:
                 if isinstance(v, float) and not math.isfinite(v):
                     raise ConfigError(f"{section.name}.{f.name} must be a finite number, got {value}.")
+                # torch keeps sizes, counts and seeds in int64: a bigger int fails deep inside it, later.
+                if isinstance(v, int) and not isinstance(v, bool) and not -INT64_MAX <= v <= INT64_MAX:
+                    raise ConfigError(
+                        f"{section.name}.{f.name}={v} does not fit in a 64-bit integer, which torch needs."
+                    )
+    for key, seed in (("train.seed", cfg.train.seed), ("data.split_seed", cfg.data.split_seed)):
+        if not 0 <= seed <= INT64_MAX:  # torch, numpy and python generators all take this range
+            raise ConfigError(f"{key} must be between 0 and 2**63-1, got {seed}.")
+    cfg.train.device = _check_device(cfg.train.device)
     if not cfg.name or cfg.name in (".", "..") or any(c in cfg.name for c in "/\\\0"):
         raise ConfigError(f"name={cfg.name!r} names the run folder: use a plain non-empty name without '/' or '\\'.")
     for key, value in positive.items():
@@ -386,6 +579,9 @@ def validate(cfg: Config) -> None:
         "train.max_nonfinite_skips": cfg.train.max_nonfinite_skips,
         "optim.momentum": cfg.optim.momentum, "optim.eps": cfg.optim.eps, "sched.min_lr": cfg.sched.min_lr,
         "sched.warmup_start_lr": cfg.sched.warmup_start_lr, "sched.patience": cfg.sched.patience,
+        "train.mixup": cfg.train.mixup, "train.cutmix": cfg.train.cutmix, "data.cutout": cfg.data.cutout,
+        "data.rotate": cfg.data.rotate, "data.randaugment_n": cfg.data.randaugment_n,
+        "train.early_stop": cfg.train.early_stop,
     }
     for key, value in non_negative.items():
         if value < 0:
@@ -396,8 +592,14 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"sched.pct_start must be in (0, 1), got {cfg.sched.pct_start}.")
     if cfg.data.image_size is not None and cfg.data.image_size <= 0:
         raise ConfigError(f"data.image_size must be greater than 0 (or null), got {cfg.data.image_size}.")
+    if cfg.data.name == "synthetic" and cfg.data.num_classes > cfg.data.synthetic_size:
+        raise ConfigError(
+            f"data.num_classes={cfg.data.num_classes} is more than data.synthetic_size={cfg.data.synthetic_size}: "
+            "some classes would have no training image. Lower data.num_classes or raise data.synthetic_size."
+        )
     if not 0.0 <= cfg.train.label_smoothing < 1.0:
         raise ConfigError(f"train.label_smoothing must be in [0, 1), got {cfg.train.label_smoothing}.")
+    _validate_recipe(cfg)
     if cfg.train.epochs == 0 and cfg.train.steps == 0:
         raise ConfigError("No training budget: set train.epochs=N or train.steps=N (steps win when both are set).")
     if not cfg.eval.splits:
@@ -422,25 +624,108 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"sched.warmup_steps={cfg.sched.warmup_steps} is not below train.steps={cfg.train.steps}."
         )
-    from .models import get_entry
+    # model.name is checked where models are built (train, the config command, the sweep's plan):
+    # loading a config must not import the model zoo (classbench.models, torch).
 
-    get_entry(cfg.model.name)  # raises ConfigError naming the closest models
+
+INT64_MAX = 2**63 - 1
+DEVICE_TYPES = ("cpu", "cuda")
+
+
+def _check_device(name: str) -> str:
+    """``train.device`` as torch spells it, normalised (``cpu:0`` -> ``cpu``), or a ConfigError.
+
+    Only devices classbench trains on pass: a name torch accepts but cannot
+    train with here (``meta``, ``xpu``, ...) is refused now, not after training.
+    Whether a GPU is present is checked when the run starts, on its machine.
+    """
+    if name == "auto":
+        return name
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:
+        raise ConfigError(f"train.device={name!r} is not a device classbench trains on; use auto, cpu, cuda or cuda:N.")
+    if device.type == "cpu":
+        if device.index not in (None, 0):
+            raise ConfigError(f"train.device={name!r}: there is one CPU device; use train.device=cpu.")
+        return "cpu"  # torch treats cpu and cpu:0 as one device, but not as equal names
+    return str(device)
+
+
+def _validate_recipe(cfg: Config) -> None:
+    """Ranges of the augmentation and regularisation keys (issue #18); negatives are refused above."""
+    d, t = cfg.data, cfg.train
+    if not 0 <= d.randaugment_m < 31:
+        raise ConfigError(f"data.randaugment_m must be a magnitude bin in 0..30, got {d.randaugment_m}.")
+    if not 0.0 <= t.ema < 1.0:
+        raise ConfigError(f"train.ema must be in [0, 1) (a decay such as 0.999; 0 turns EMA off), got {t.ema}.")
+    if t.accumulate < 1 or t.batch_size % t.accumulate:
+        raise ConfigError(f"train.accumulate={t.accumulate} must be at least 1 and divide "
+                          f"train.batch_size={t.batch_size} (the total of its micro-batches).")
+    if d.rotate > 180:
+        raise ConfigError(f"data.rotate is the largest angle in degrees, at most 180; got {d.rotate}.")
+    scale, ratio = list(d.crop_scale), list(d.crop_ratio)
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise ConfigError(f"data.crop_scale must be [low, high] with 0 < low <= high <= 1, got {scale}.")
+    if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
+        raise ConfigError(f"data.crop_ratio must be [low, high] with 0 < low <= high, got {ratio}.")
+    size = 32 if d.name in ("cifar10", "cifar100") else d.image_size or (32 if d.name == "synthetic" else None)
+    if size is not None and d.cutout > size:  # image folders of unknown size: the loader checks
+        raise ConfigError(f"data.cutout={d.cutout} is larger than the {size}x{size} images; "
+                          f"use at most {size} (0 turns Cutout off).")
 
 
 def to_yaml(cfg: Config) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
-def from_yaml_text(text: str) -> Config:
-    """Rebuild a Config from a run folder's config.yaml or a checkpoint's text."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"Stored config is not valid YAML: {e}") from None
-    cfg = _merge(OmegaConf.structured(Config), data or {}, "stored config")
+def from_yaml_text(text: str, what: str = "The stored config") -> Config:
+    """Rebuild a Config from a run folder's config.yaml or a checkpoint's text.
+
+    The text is untrusted (run folders are shared): it is parsed with the same
+    bounds as a config file, and empty text, interpolation, unknown keys and
+    wrong types are refused with one :class:`ConfigError` naming ``what``.
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"{what} must be YAML text, got {type(text).__name__}.")
+    return _build_stored(_parse_config_text(text, what), what)
+
+
+def _build_stored(data: dict, what: str) -> Config:
+    cfg = _merge(OmegaConf.structured(Config), data, f"in {what[0].lower() + what[1:]}")
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, Config)
     return obj
+
+
+def load_run_config(run_dir: str | Path, *, check: bool = True) -> Config:
+    """The config stored in a run folder's ``config.yaml``, read as untrusted input.
+
+    Missing, a folder, unreadable, not UTF-8, empty, not a mapping, too deep or
+    too expanded, ``${...}`` interpolation, unknown keys, wrong types: each is a
+    one-line :class:`ConfigError`.  With ``check`` (for resuming, which trains
+    with it) the values are validated like a fresh config's; readers that only
+    show a config can pass ``check=False``.
+    """
+    from . import runfolder
+
+    path = runfolder.RunFolder(run_dir).config_yaml
+    if not path.exists() and not path.is_symlink():
+        raise ConfigError(
+            f"{run_dir} is not a run folder (no {runfolder.CONFIG}); give the folder that `train` created."
+        )
+    what = f"The run's config {path}"
+    cfg = _build_stored(_read_config_file(path, what), what)
+    if check:
+        try:
+            validate(cfg)
+        except ConfigError as e:
+            raise ConfigError(f"{what}: {e}") from None
+    return cfg
 
 
 def to_dict(cfg: Config) -> dict:

@@ -41,9 +41,11 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], 
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(e, OSError):
+        # torch.save reports a full disk as a RuntimeError ("unexpected pos ...") raised while handling the OSError
+        os_error = e if isinstance(e, OSError) else e.__context__ if isinstance(e, RuntimeError) else None
+        if isinstance(os_error, OSError):
             raise ClassbenchError(
-                f"Writing {path} failed: {e.strerror or e}. The disk may be full or read-only; "
+                f"Writing {path} failed: {os_error.strerror or os_error}. The disk may be full or read-only; "
                 "the previous file, if any, is untouched."
             ) from e
         raise

@@ -1,19 +1,144 @@
-"""Run folders: creation without clashes, environment records and status."""
+"""The run folder: the product's contract, owned here and only here.
+
+A run folder is ``runs/<dataset>/<config-name>/<YYYYmmdd-HHMMSS>[-N]/``.  This
+module names its files, creates it without clashes, finds run folders, reads
+their records, hashes their configs and finds their checkpoints.  Every other
+module reaches a file of a run folder through :class:`RunFolder` (or the
+readers below); a test greps the package for the file names to keep it so.
+
+    folder = RunFolder(run_dir)
+    folder.summary_json, folder.best_pt, folder.checkpoint("last")
+    read_summary(run_dir), read_status(run_dir), read_metrics(run_dir)
+
+Telling a parent process where a run went
+-----------------------------------------
+A parent that starts ``classbench train`` as a child (the sweep, a scheduler)
+sets the environment variable ``CLASSBENCH_RUN_DIR_FILE`` (:data:`RUN_DIR_FILE_ENV`)
+to a path of its choice.  As soon as the child has created (or reopened, for
+``--resume``) its run folder, rank 0 writes the folder's absolute path there,
+atomically, as one line of text (:func:`announce_run_dir`).  The parent reads it
+with :func:`read_announced_run_dir` and then follows the run through
+``status.json`` (:func:`read_status`), never by parsing the child's output.
+
+One writer at a time
+--------------------
+A process that writes a run folder (train, ``--resume``, a sweep's child) first
+takes :func:`lock_writer`: an ``flock`` on the folder's ``.lock`` file.  The
+kernel drops an flock when its process dies (SIGKILL, power loss, reboot), so a
+lock is never stale and the next writer needs no clean-up.  A second writer is
+refused with one line naming the holder's pid.  Readers (summary, plot, report,
+eval, predict, export) never take it, so they never block.
+
+Run folders are untrusted input
+-------------------------------
+People share run folders.  :func:`read_metrics` skips (with a warning) records
+whose ``step`` is not a non-negative integer or whose ``split`` is not a
+string; :func:`check_checkpoint_record` refuses checkpoints whose stored input
+size, classes or normalisation could not come from a real run; :func:`plain_text`
+makes a string from a run safe to show in a terminal, a CSV cell or a plot.
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
+import json
+import math
 import os
+import re
 import platform
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from .io import atomic_write_json
+from .errors import CheckpointError, ClassbenchError
+from .io import atomic_write_json, atomic_write_text, read_jsonl
+
+# ---------------------------------------------------------------- file names
+CONFIG = "config.yaml"  #: the resolved config; top-level ``name`` is the config name
+ENV = "env.json"  #: git commit, versions, device, host, argv, start time
+STATUS = "status.json"  #: one of STATUSES, with pid, host, updated, message
+METRICS = "metrics.jsonl"  #: one JSON record a line; the last may be partial after a crash
+SUMMARY = "summary.json"  #: written when the run finishes
+NONFINITE = "nonfinite.json"  #: only after a non-finite loss
+TEST_PREDICTIONS = "test_predictions.npz"  #: predicted/true class of each test image under best.pt (end of run)
+CHECKPOINTS = "checkpoints"  #: the folder of the checkpoints
+TENSORBOARD = "tensorboard"  #: TensorBoard event files (log.tensorboard=true)
+CHECKPOINT_KINDS = ("last", "best")  #: last.pt: full training state; best.pt: the val-chosen weights
+LAST_PT = "last.pt"
+BEST_PT = "best.pt"
+LOCK = ".lock"  #: flock-ed by the one process writing the run (see "One writer at a time"); holds its pid
+
+# ---------------------------------------------------------------- status vocabulary
+RUNNING = "running"
+FINISHED = "finished"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+NONFINITE_STATUS = "nonfinite"
+#: What status.json can say.  Readers add a derived "crashed" (compare.runs).
+STATUSES = (RUNNING, FINISHED, FAILED, INTERRUPTED, NONFINITE_STATUS)
+
+#: The channel to a parent process (see the module docstring).
+RUN_DIR_FILE_ENV = "CLASSBENCH_RUN_DIR_FILE"
+
+#: Config keys that do not change results: two runs that differ only here are the same experiment.
+HASH_EXCLUDED = ("train.runs_dir", "train.threads", "log.progress", "log.tensorboard")
 
 
+def checkpoint_name(kind: str) -> str:
+    """``last`` -> ``last.pt``."""
+    return {"last": LAST_PT, "best": BEST_PT}.get(kind, f"{kind}.pt")
+
+
+def checkpoint_rel(kind: str) -> str:
+    """``best`` -> ``checkpoints/best.pt``: how messages name a checkpoint inside a run folder."""
+    return f"{CHECKPOINTS}/{checkpoint_name(kind)}"
+
+
+class RunFolder:
+    """The paths of one run folder's files."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    config_yaml = property(lambda self: self.path / CONFIG)
+    env_json = property(lambda self: self.path / ENV)
+    status_json = property(lambda self: self.path / STATUS)
+    metrics_jsonl = property(lambda self: self.path / METRICS)
+    summary_json = property(lambda self: self.path / SUMMARY)
+    nonfinite_json = property(lambda self: self.path / NONFINITE)
+    checkpoints = property(lambda self: self.path / CHECKPOINTS)
+    tensorboard = property(lambda self: self.path / TENSORBOARD)
+    last_pt = property(lambda self: self.checkpoint("last"))
+    best_pt = property(lambda self: self.checkpoint("best"))
+    test_predictions = property(lambda self: self.path / TEST_PREDICTIONS)
+    lock = property(lambda self: self.path / LOCK)
+
+    def checkpoint(self, kind: str) -> Path:
+        return self.checkpoints / checkpoint_name(kind)
+
+    def records(self) -> list[Path]:
+        """The files whose change time says the run is alive."""
+        return [self.metrics_jsonl, self.status_json, self.config_yaml, self.summary_json]
+
+    def temp_files(self) -> list[Path]:
+        """Leftovers of a write killed half way (``.<name>.<random>.tmp``, see classbench.io)."""
+        return [*self.path.glob(".*.tmp"), *self.checkpoints.glob(".*.tmp")]
+
+
+# ---------------------------------------------------------------- creation
 def create_run_dir(runs_dir: str | Path, dataset: str, name: str) -> Path:
     """runs/<dataset>/<name>/<YYYYmmdd-HHMMSS>[-N]; os.mkdir is atomic, so two runs never share one."""
     parent = Path(runs_dir) / dataset / name
@@ -25,9 +150,80 @@ def create_run_dir(runs_dir: str | Path, dataset: str, name: str) -> Path:
             os.mkdir(path)
         except FileExistsError:
             continue
-        (path / "checkpoints").mkdir()
+        RunFolder(path).checkpoints.mkdir()
         return path
     raise RuntimeError(f"could not create a fresh run folder under {parent}")
+
+
+# ---------------------------------------------------------------- one writer at a time
+class WriterLock:
+    """The write lock of one run folder, held until :meth:`release` or the end of the process."""
+
+    def __init__(self, fd: int, run_dir: Path) -> None:
+        self.fd: int | None = fd
+        self.run_dir = run_dir
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the only descriptor drops the flock
+            self.fd = None
+
+    def __enter__(self) -> "WriterLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _lock_holder(fd: int) -> dict:
+    """What the holder wrote into the lock file; it writes right after locking, so wait a moment for it."""
+    for _ in range(20):
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+            if isinstance(holder, dict):
+                return holder
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    return {}
+
+
+def lock_writer(run_dir: str | Path) -> WriterLock:
+    """Take the run folder's write lock, or raise a one-line ClassbenchError naming the pid that holds it.
+
+    ``flock`` (not a pid file): the kernel releases it when the holder dies, however it dies, so a lock
+    left by a SIGKILL or a reboot never blocks the next writer.  The descriptor is close-on-exec, so a
+    program the writer starts does not inherit the lock.
+    """
+    run_dir = Path(run_dir)
+    path = RunFolder(run_dir).lock
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise ClassbenchError(f"Cannot open {path} to lock the run folder for writing: {e.strerror or e}.") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = _lock_holder(fd) if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else {}
+        os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise ClassbenchError(f"Cannot lock {path}: {e.strerror or e}. The file system may not support "
+                                  "locks; put train.runs_dir on a local disk.") from None
+        who = f"pid {plain_text(holder.get('pid', '?'))}"
+        if holder.get("host") and holder.get("host") != socket.gethostname():
+            who += f" on host {plain_text(holder['host'])}"
+        since = f" since {plain_text(holder['since'])}" if holder.get("since") else ""
+        raise ClassbenchError(
+            f"{run_dir} is being written by another process ({who}{since}): a run folder has one writer at a time. "
+            f"Wait for it to end or stop it; summary, plot, report and eval can read the run meanwhile."
+        ) from None
+    holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now()}).encode()
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder, 0)
+    except OSError:
+        pass  # the lock holds without the note; a refused writer then says "pid ?"
+    return WriterLock(fd, run_dir)
 
 
 def now() -> str:
@@ -44,6 +240,7 @@ def _git(*args: str) -> str | None:
 
 
 def environment(device) -> dict:
+    """What env.json holds: enough to tell where and with what a run was made."""
     import numpy
     import torch
 
@@ -65,7 +262,343 @@ def environment(device) -> dict:
     }
 
 
-def write_status(run_dir: Path, status: str, message: str = "") -> None:
-    atomic_write_json(run_dir / "status.json", {
-        "status": status, "pid": os.getpid(), "host": socket.gethostname(), "updated": now(), "message": message,
-    })
+def write_status(run_dir: str | Path, status: str, message: str = "", *, last_resort: bool = False) -> None:
+    """status.json, atomically.  ``last_resort`` (recording a failure): if the atomic write fails -- a full
+    disk has no room for the temporary file -- overwrite the existing file in place, in the space it holds."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown run status {status!r}; one of {STATUSES}")
+    record = {"status": status, "pid": os.getpid(), "host": socket.gethostname(), "updated": now(), "message": message}
+    path = RunFolder(run_dir).status_json
+    try:
+        atomic_write_json(path, record)
+    except ClassbenchError:
+        if not last_resort or not path.is_file():
+            raise
+        data = (json.dumps(record, indent=2, default=str) + "\n").encode("utf-8")
+        try:  # write first, truncate after: no new block is needed while the file shrinks or stays in its block
+            with open(path, "r+b") as f:
+                f.write(data)
+                f.truncate(len(data))
+        except OSError:
+            raise ClassbenchError(f"Cannot record the failure in {path}: the disk is full.") from None
+
+
+def announce_run_dir(run_dir: str | Path) -> None:
+    """Tell a parent process where this run lives, if it asked (``$CLASSBENCH_RUN_DIR_FILE``)."""
+    target = os.environ.get(RUN_DIR_FILE_ENV)
+    if target:
+        atomic_write_text(target, f"{Path(run_dir).resolve()}\n")
+
+
+def read_announced_run_dir(path: str | Path) -> Path | None:
+    """The run folder a child wrote to ``path`` (see :func:`announce_run_dir`); None if it wrote none."""
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return Path(text) if text else None
+
+
+# ---------------------------------------------------------------- discovery
+def is_run_dir(path: str | Path) -> bool:
+    folder = RunFolder(path)
+    return folder.config_yaml.is_file() or folder.metrics_jsonl.is_file()
+
+
+def discover(runs_dir: str | os.PathLike) -> list[Path]:
+    """Every run folder under ``runs_dir`` (itself included), sorted by path.
+
+    A run folder is one that holds config.yaml or metrics.jsonl; the walk does
+    not descend into run folders (their checkpoints/ etc. are not runs).
+    """
+    root = Path(runs_dir)
+    if not root.exists():
+        raise ClassbenchError(
+            f"Runs folder {root} does not exist. Train something first (`classbench train ...`) "
+            "or pass the folder that holds your runs, e.g. `classbench summary path/to/runs`."
+        )
+    if not root.is_dir():
+        raise ClassbenchError(f"{root} is not a folder. Pass the folder that holds your runs.")
+    found: list[Path] = []
+    for dirpath, dirnames, _files in os.walk(root, followlinks=False):
+        p = Path(dirpath)
+        if is_run_dir(p):
+            found.append(p)
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    return sorted(found)
+
+
+def last_update(run_dir: str | Path) -> float:
+    """The newest change time of the run's records (0.0 if none exists)."""
+    latest = 0.0
+    for path in RunFolder(run_dir).records():
+        try:
+            latest = max(latest, path.stat().st_mtime)
+        except OSError:
+            pass
+    return latest
+
+
+# ---------------------------------------------------------------- reading
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``; None when there is no such file.  Raises OSError/ValueError if unreadable.
+    Readers check that it is an object: a hand-edited file may hold anything."""
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_summary(run_dir: str | Path) -> Any:
+    """summary.json (a dict), or None for a run that has not finished.  Raises OSError/ValueError if damaged."""
+    return _read_json(RunFolder(run_dir).summary_json)
+
+
+def read_status(run_dir: str | Path) -> Any:
+    """status.json (``status``, ``pid``, ``host``, ``updated``, ``message``), or None if there is none.
+    Raises OSError/ValueError if damaged."""
+    return _read_json(RunFolder(run_dir).status_json)
+
+
+def read_env(run_dir: str | Path) -> Any:
+    return _read_json(RunFolder(run_dir).env_json)
+
+
+#: metrics.jsonl fields that are numbers (or null) in every record that has them
+_METRIC_NUMBERS = ("epoch", "loss", "top1", "top5", "lr", "time", "time_no_ckpt", "img_per_s")
+
+
+def _metric_problem(rec: dict) -> str | None:
+    """Why a metrics record cannot be used (a hand-edited or crafted file), or None."""
+    step = rec.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"step {_short(step)} is not a non-negative integer"
+    if not isinstance(rec.get("split"), str):
+        return f"split {_short(rec.get('split'))} is not a string"
+    for key in _METRIC_NUMBERS:
+        v = rec.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            return f"{key} {_short(v)} is not a number"
+    return None
+
+
+def read_metrics(run_dir: str | Path, *, warn: bool = True) -> list[dict[str, Any]]:
+    """Every usable metrics.jsonl record, in file order.  A partial last line is skipped, and so is a
+    record whose step, split or numbers have the wrong type (one warning says how many and why)."""
+    path = RunFolder(run_dir).metrics_jsonl
+    good, bad = [], []
+    for rec in read_jsonl(path, warn=warn):
+        problem = _metric_problem(rec)
+        (bad.append(problem) if problem else good.append(rec))
+    if bad and warn:
+        warnings.warn(f"{plain_text(path)}: skipped {len(bad)} record(s) that no run writes (first: {bad[0]})",
+                      stacklevel=2)
+    return good
+
+
+def read_config_text(run_dir: str | Path) -> str | None:
+    """config.yaml as text, or None if there is none."""
+    path = RunFolder(run_dir).config_yaml
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+# ---------------------------------------------------------------- text from a run
+# Run names, model names, class names and messages come from files anyone can edit.  Control
+# characters (ANSI escapes, carriage returns, bidi overrides) would rewrite a terminal line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain_text(value: Any) -> str:
+    """``value`` as one printable line: control and direction characters written as escapes (``\\x1b``)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(value))
+
+
+def plot_text(value: Any) -> str:
+    """:func:`plain_text` that matplotlib draws as written: ``$`` would start mathtext (and bad mathtext raises)."""
+    return plain_text(value).replace("$", r"\$")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows rather than runs: text starting with = + - @ gets a leading '."""
+    if not isinstance(value, str):
+        return value
+    text = plain_text(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(text) else text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = plain_text(repr(value))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# ---------------------------------------------------------------- data for a reader
+def data_config_for_reader(data_cfg, source: str | Path):
+    """The data settings a *reader* (eval, report) uses to rebuild a stored run's data.
+
+    A run's config may name any ``data.root``: reading the run must not create folders or download there.
+    The run's root is used only when it is an existing folder, and then read-only (no download); otherwise
+    the reader's own settings apply ($CLASSBENCH_DATA, else ./data, as for ``train``), with a warning
+    saying so.  Returns a copy; ``data_cfg`` is left as it was.
+    """
+    import dataclasses
+
+    root = data_cfg.root
+    if root is None:
+        return dataclasses.replace(data_cfg)  # the run used the default: this machine's default is the reader's
+    if Path(root).is_dir():
+        return dataclasses.replace(data_cfg, download=False)
+    mine = os.environ.get("CLASSBENCH_DATA") or "./data"
+    warnings.warn(f"{plain_text(source)}: the run's data.root={plain_text(root)} does not exist here; reading its "
+                  f"data from {plain_text(mine)} (this machine's $CLASSBENCH_DATA, else ./data) instead", stacklevel=2)
+    return dataclasses.replace(data_cfg, root=None)
+
+
+# ---------------------------------------------------------------- checkpoints from elsewhere
+#: Bounds on what a checkpoint may claim about its input (a crafted file may claim anything).
+MAX_CHECKPOINT_SIDE = 16384
+MAX_CHECKPOINT_CLASSES = 100_000
+
+
+def check_checkpoint_record(ckpt: dict, path: str | Path) -> None:
+    """Refuse, with one CheckpointError line, a checkpoint whose description could not come from a run:
+    input size not [3, H, W] with 1 <= H, W <= MAX_CHECKPOINT_SIDE; num_classes not in 1..MAX_CHECKPOINT_CLASSES;
+    classes not that many strings; mean/std not 3 finite numbers (std > 0); model_name or config not text."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{plain_text(path)} is not a checkpoint classbench wrote: {what}. "
+                               "It may be damaged or crafted; nothing was loaded from it.")
+
+    if not isinstance(ckpt.get("model_name"), str):
+        raise bad(f"model_name {_short(ckpt.get('model_name'))} is not text")
+    n = ckpt.get("num_classes")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHECKPOINT_CLASSES:
+        raise bad(f"num_classes {_short(n)} is not an integer in 1..{MAX_CHECKPOINT_CLASSES}")
+    classes = ckpt.get("classes")
+    if classes is not None and (not isinstance(classes, (list, tuple)) or len(classes) != n
+                                or not all(isinstance(c, str) for c in classes)):
+        raise bad(f"classes is not a list of {n} names")
+    inp = ckpt.get("input")
+    if not isinstance(inp, dict):
+        raise bad("input is not a mapping")
+    size = inp.get("size")
+    if (not isinstance(size, (list, tuple)) or len(size) != 3 or size[0] != 3
+            or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_CHECKPOINT_SIDE for v in size[1:])):
+        raise bad(f"input size {_short(size)} is not [3, H, W] with 1 <= H, W <= {MAX_CHECKPOINT_SIDE}")
+    for key in ("mean", "std"):
+        v = inp.get(key)
+        if v is None:
+            continue
+        if (not isinstance(v, (list, tuple)) or len(v) != 3
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+                or (key == "std" and not all(x > 0 for x in v))):
+            raise bad(f"input {key} {_short(v)} is not 3 finite numbers" + (" above 0" if key == "std" else ""))
+    if (inp.get("mean") is None) != (inp.get("std") is None):
+        raise bad("input has a mean without a std, or a std without a mean")
+    if not isinstance(ckpt.get("config"), str):
+        raise bad("its stored config is not text")
+    step = ckpt.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise bad(f"step {_short(step)} is not a non-negative integer")
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """status.json says finished and summary.json exists."""
+    try:
+        status = read_status(run_dir).get("status")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return status == FINISHED and RunFolder(run_dir).summary_json.is_file()
+
+
+# ---------------------------------------------------------------- the config hash
+def config_hash(cfg: Any) -> str:
+    """A stable hash of a resolved config (a Config or its plain dict), without the keys that do not
+    change results (:data:`HASH_EXCLUDED`)."""
+    from .config import Config, to_dict
+
+    d = to_dict(cfg) if isinstance(cfg, Config) else json.loads(json.dumps(cfg))
+    for key in HASH_EXCLUDED:
+        section, leaf = key.split(".")
+        if isinstance(d.get(section), dict):
+            d[section].pop(leaf, None)
+    text = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_config_hash(run_dir: str | Path) -> str | None:
+    """The hash of a run folder's config.yaml, or None when it has none or it does not load."""
+    from .config import load_run_config
+
+    try:
+        return config_hash(load_run_config(run_dir, check=False))
+    except (OSError, ClassbenchError):
+        return None
+
+
+# ---------------------------------------------------------------- checkpoints
+def resolve_checkpoint(path: str | Path, kind: str = "best") -> Path:
+    """A checkpoint file, or a run folder's checkpoints/<kind>.pt."""
+    p = Path(path)
+    if p.is_dir():
+        cand = RunFolder(p).checkpoint(kind)
+        if not cand.exists():
+            raise CheckpointError(
+                f"{p} is a folder but holds no {checkpoint_rel(kind)}; give a run folder of a run that "
+                "saved a checkpoint, or the .pt file itself."
+            )
+        return cand
+    if not p.exists():
+        raise CheckpointError(f"Checkpoint {p} does not exist.")
+    return p
+
+
+# ---------------------------------------------------------------- stored test predictions
+# Predicted and true class (and the predicted class's probability) of every test image under best.pt,
+# written at the end of a run: McNemar's test and calibration read it (classbench.compare.stats).
+def write_test_predictions(run_dir: str | Path, pred, target, confidence=None) -> Path:
+    """Store the test predictions atomically as plain integer/float arrays (.npz, read without pickle)."""
+    import io as _io
+
+    import numpy as np
+
+    from .io import atomic_write_bytes
+
+    arrays = {"pred": np.asarray(pred, dtype=np.int64).reshape(-1), "target": np.asarray(target, dtype=np.int64).reshape(-1)}
+    if confidence is not None:
+        arrays["confidence"] = np.asarray(confidence, dtype=np.float32).reshape(-1)
+    if len({a.size for a in arrays.values()}) != 1:
+        raise ValueError(f"test predictions of unequal lengths: { {k: a.size for k, a in arrays.items()} }")
+    buf = _io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    path = RunFolder(run_dir).test_predictions
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def read_test_predictions(run_dir: str | Path) -> dict[str, Any] | None:
+    """``{"pred", "target"[, "confidence"]}`` numpy arrays, or None for a run without the file (older runs).
+    Raises ClassbenchError if the file is damaged."""
+    import zipfile
+
+    import numpy as np
+
+    path = RunFolder(run_dir).test_predictions
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise ClassbenchError(f"{path} is damaged ({e}); delete it (the run then counts as one without stored predictions).") from e
+    if "pred" not in out or "target" not in out or out["pred"].shape != out["target"].shape:
+        raise ClassbenchError(f"{path} lacks matching 'pred' and 'target' arrays; delete it.")
+    return out

@@ -5,8 +5,8 @@ synthetic task, a few dozen steps), plus damaged copies of them: a run that
 crashed half way (no summary.json, dead pid, partial last line), a run that is
 still running (our own pid) and a run with a corrupt line in metrics.jsonl.
 
-The builders here are also used by test_report_browser.py and test_export.py
-(``from test_analysis import ...``); they build each set once per process.
+The runs come from tests/support/runs.py through the session fixture ``runs_dir``
+(tests/conftest.py), built once per process.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -30,81 +29,8 @@ from classbench.cli import main
 from classbench.config import load_config
 from classbench.errors import ClassbenchError
 
-REPO = Path(__file__).resolve().parents[1]
-
-BASE = [
-    "data.name=synthetic", "data.num_classes=4", "data.synthetic_size=256", "data.image_size=16",
-    "data.val_size=64", "data.train_subset_size=32",
-    "model.name=toy_dilated", "model.args={width: 8}",
-    "optim.name=adam", "optim.lr=0.01", "optim.weight_decay=0",
-    "train.batch_size=32", "train.steps=24", "train.threads=1", "train.device=cpu",
-    "eval.every=8", "eval.splits=[val,test,train_subset]", "eval.batch_size=64",
-    "log.every=4", "log.progress=never",
-]
-
-_CACHE: dict[str, Path] = {}
-
-
-def _train(runs_dir: Path, name: str, *overrides: str) -> Path:
-    from classbench.train.trainer import train
-
-    return train(load_config(None, [*BASE, f"name={name}", f"train.runs_dir={runs_dir}", *overrides]))
-
-
-def _copy_run(src: Path, runs_dir: Path, name: str) -> Path:
-    """A copy of a real run under a new config name."""
-    import yaml
-
-    dst = runs_dir / "synthetic" / name / src.name
-    shutil.copytree(src, dst)
-    cfg = yaml.safe_load((dst / "config.yaml").read_text())
-    cfg["name"] = name
-    (dst / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return dst
-
-
-def _dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
-
-
-def build_runs(base: Path) -> Path:
-    """The shared comparison set (built once per process). Returns the runs folder."""
-    if "runs" in _CACHE:
-        return _CACHE["runs"]
-    runs = base / "runs"
-    a = _train(runs, "toy-a", "log.tensorboard=true")
-    _train(runs, "toy-b", "model.args={width: 12}", "optim.lr=0.02")
-    c = _train(runs, "toy-c", "optim.name=sgd", "optim.lr=0.1")
-
-    # A run that crashed half way: no summary, status "running" with a dead pid, a partial last line.
-    half = _copy_run(a, runs, "toy-half")
-    (half / "summary.json").unlink()
-    text = (half / "metrics.jsonl").read_text()
-    (half / "metrics.jsonl").write_text(text[: len(text) - 25])
-    (half / "status.json").write_text(json.dumps({"status": "running", "pid": _dead_pid(), "host": os.uname().nodename}))
-
-    # A run being written right now: our own pid.
-    live = _copy_run(c, runs, "toy-live")
-    (live / "summary.json").unlink()
-    (live / "status.json").write_text(json.dumps({"status": "running", "pid": os.getpid(), "host": os.uname().nodename}))
-
-    # A corrupt line in the middle of a finished run's metrics.
-    lines = (c / "metrics.jsonl").read_text().splitlines(keepends=True)
-    lines.insert(3, '{"step": 8, "split": "val", "top1": 0.99, \x00garbage\n')
-    (c / "metrics.jsonl").write_text("".join(lines))
-    _CACHE["runs"] = runs
-    return runs
-
-
-@pytest.fixture(scope="session")
-def runs_dir(tmp_path_factory) -> Path:
-    return build_runs(tmp_path_factory.mktemp("analysis"))
-
-
-def run_path(runs_dir: Path, name: str) -> Path:
-    return next((runs_dir / "synthetic" / name).iterdir())
+from support.configs import REPO
+from support.runs import run_path
 
 
 def _quiet_load(runs_dir, **kw):
@@ -186,29 +112,29 @@ def test_filter_and_groups(runs_dir, tmp_path):
 
 def test_repo_groups_file():
     groups = load_groups(REPO / "configs" / "groups.yaml")
-    assert {"resnets", "learning", "models", "vit-pooling", "s003-models"} <= set(groups)
+    assert {"resnets", "learning", "models", "vit-pooling", "zoo"} <= set(groups)
     resnets = group_matcher(groups["resnets"])
-    for n in ["resnet18-s002", "resnet34", "resnet18-wonorm", "resnet18-pcnorm", "resnet18-gn", "resnet18-tnc",
+    for n in ["resnet18-imagenet-stem", "resnet34", "resnet18-wonorm", "resnet18-pcnorm", "resnet18-gn", "resnet18-tnc",
               "resnet18-ms1", "resnet18-ms2", "resnet18-ms3", "resnet18-aug"]:
         assert resnets(n), n
     assert not resnets("resnet50")
     assert not resnets("resnet18")  # seed 003's recipe, not part of seed 002's comparison
     learning = group_matcher(groups["learning"])
-    assert learning("resnet18-s002") and learning("resnet18-clr1e-4") and learning("resnet18-aug")
+    assert learning("resnet18-imagenet-stem") and learning("resnet18-clr1e-4") and learning("resnet18-aug")
     models = group_matcher(groups["models"])
-    for n in ["resnet18-s002", "vit-12x256-8x8", "vitn-12x256-8x8", "vitn-12x256-8x8-ra", "vitn-12x256-8x8-dm",
+    for n in ["resnet18-imagenet-stem", "vit-12x256-8x8", "vitn-12x256-8x8", "vitn-12x256-8x8-ra", "vitn-12x256-8x8-dm",
               "vitn-12x256-8x8-lt", "vitn-12x256-8x8-ltv", "vit-aux-3x4x256-8x8", "toy-dilated"]:
         assert models(n), n
     assert group_matcher(groups["vit-pooling"])("mcvit-tiny")
-    s003 = group_matcher(groups["s003-models"])
-    assert all(s003(f"s003-{m}") for m in ["alexnet", "googlenet", "mobilenetv1", "resnet18", "vgg16", "vit", "xception"])
+    zoo = group_matcher(groups["zoo"])
+    assert all(zoo(m) for m in ["alexnet", "googlenet", "mobilenetv1", "resnet18", "vgg16", "vit-lite-7-4", "xception"])
 
 
 # ---------------------------------------------------------------- summary
 @pytest.mark.parametrize("split", ["val", "test", "train_subset"])
 @pytest.mark.parametrize("metric", ["top1", "top5", "loss"])
 def test_summary_values_equal_metrics_extremes(runs_dir, split, metric):
-    rows = summarize(_quiet_load(runs_dir), split=split, metric=metric)
+    rows = summarize(_quiet_load(runs_dir), split=split, metric=metric, sort="best_any_step")
     assert len(rows) == 5
     for row in rows:
         recs = [r for r in _metrics(Path(row["path"])) if r.get("split") == split and metric in r]
@@ -259,7 +185,7 @@ def test_summary_formats_label_both_selections(runs_dir, capsys):
     assert "over all evaluated steps" in rows[0]["best_any_step_selection"]
     assert "chosen on val" in rows[0]["test_at_best_val_selection"]
 
-    assert main(["summary", str(runs_dir), "--format", "json", "--metric", "loss"]) == 0
+    assert main(["summary", str(runs_dir), "--format", "json", "--metric", "loss", "--sort", "best_any_step"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert len(data) == 5
     for row in data:

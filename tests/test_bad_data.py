@@ -473,10 +473,6 @@ def imagefolder_root_missing(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- the corpus
 
 
-def test_corpus_is_big_enough():
-    assert len(CASES) >= 20
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_data(name, tmp_path, monkeypatch):
     tmp_path = tmp_path / "ds"

@@ -64,16 +64,26 @@ def _diff(a: Config, b: Config) -> dict:
 
 
 # ---------------------------------------------------------------- every file loads and builds
+ADAM_FAMILY = ["resnet18-imagenet-stem", "resnet34", "resnet18-wonorm", "resnet18-pcnorm", "resnet18-gn",
+               "resnet18-tnc", "resnet18-ms1", "resnet18-ms2", "resnet18-ms3", "resnet18-aug", "resnet18-clr1e-4",
+               "vit-12x256-8x8", "vitn-12x256-8x8", "vitn-12x256-8x8-ra", "vitn-12x256-8x8-dm",
+               "vitn-12x256-8x8-lt", "vitn-12x256-8x8-ltv", "vit-aux-3x4x256-8x8", "toy-dilated"]
+STEP_ZOO = ["resnet18", "alexnet", "googlenet", "mobilenetv1", "vgg16", "vit-lite-7-4", "xception"]
+
+
 def test_config_set_is_complete():
-    s002 = ["resnet18-s002", "resnet34", "resnet18-wonorm", "resnet18-pcnorm", "resnet18-gn", "resnet18-tnc",
-            "resnet18-ms1", "resnet18-ms2", "resnet18-ms3", "resnet18-aug", "resnet18-clr1e-4",
-            "vit-12x256-8x8", "vitn-12x256-8x8", "vitn-12x256-8x8-ra", "vitn-12x256-8x8-dm",
-            "vitn-12x256-8x8-lt", "vitn-12x256-8x8-ltv", "vit-aux-3x4x256-8x8", "toy-dilated"]
-    s003 = ["resnet18"] + [f"s003-{m}" for m in
-                           ["alexnet", "googlenet", "mobilenetv1", "resnet18", "vgg16", "vit", "xception"]]
+    want = set(ADAM_FAMILY + STEP_ZOO + ["resnet18-plateau", "cvit-tiny", "mcvit-tiny"])
     for ds in DATASETS:
         have = {p.stem for p in (REPO / "configs" / ds).glob("*.yaml")}
-        assert set(s002 + s003 + ["cvit-tiny", "mcvit-tiny"]) <= have, sorted(set(s002 + s003) - have)
+        assert want <= have, sorted(want - have)
+
+
+def test_config_names_say_what_they_are():
+    """No project-history labels ("s003-", "seed 002") in config names or headers; a source line may cite one."""
+    for path in CONFIGS:
+        assert not path.stem.startswith(("s00", "seed")), path
+        text = path.read_text().lower()
+        assert "seed 00" not in text and "s00" not in text, path
 
 
 _BUILT: dict[tuple, tuple[int, ...]] = {}  # cifar10 and cifar100 files often build the same model
@@ -106,16 +116,18 @@ def test_cifar100_configs_mirror_cifar10(path):
 
 # ---------------------------------------------------------------- the recipes
 @pytest.mark.parametrize("ds", DATASETS)
-def test_seed002_recipe(ds):
-    c = _load(ds, "resnet18-s002")
+def test_adam_warmup_decay_recipe(ds):
+    """enhuiz/image-classification's recipe: DeepSpeed WarmupDecayLR (warmup_min_lr 1e-6 is also where it decays to)."""
+    c = _load(ds, "resnet18-imagenet-stem")
     assert (c.optim.name, c.optim.lr, list(c.optim.betas), c.optim.weight_decay) == ("adam", 2e-4, [0.9, 0.999], 0)
     assert (c.sched.name, c.sched.warmup_steps, c.sched.warmup_start_lr, c.sched.min_lr) == \
-        ("warmup_linear", 500, 1e-6, 0)
+        ("warmup_linear", 500, 1e-6, 1e-6)
     assert (c.train.steps, c.train.batch_size, c.train.grad_clip) == (5000, 128, 100)
     assert (c.eval.every, list(c.eval.splits)) == (100, ["train_subset", "test"])
     assert (c.data.val_size, c.data.train_subset_size, c.data.pad, c.data.flip, c.data.normalize) == \
         (0, 200, 0, False, False)
-    assert (c.model.name, c.model.args) == ("resnet18", {"input_norm": "scalar_ema", "head_classes": 1000})
+    assert (c.model.name, c.model.args) == \
+        ("resnet18", {"stem": "imagenet", "input_norm": "scalar_ema", "head_classes": 1000})
 
 
 SEED002_VARIANTS = {
@@ -127,42 +139,74 @@ SEED002_VARIANTS = {
     "resnet18-ms1": {"model.args.mixstyle_stages": [1]},
     "resnet18-ms2": {"model.args.mixstyle_stages": [1, 2]},
     "resnet18-ms3": {"model.args.mixstyle_stages": [1, 2, 3]},
-    "resnet18-aug": {"data.pad": 4, "data.flip": True},
-    "resnet18-clr1e-4": {"sched.name": "constant", "optim.lr": 1e-4, "sched.warmup_steps": 0},
+    "resnet18-aug": {"data.pad": 4, "data.flip": True, "data.rotate": 15},
+    "resnet18-clr1e-4": {"sched.name": "constant", "optim.lr": 1e-4, "sched.warmup_steps": 0, "sched.min_lr": 0.0},
 }
-SEED002_OTHERS = {  # no input normaliser of their own: the loader normalises
-    "vit-12x256-8x8": "vit_12x256_p8", "vitn-12x256-8x8": "vitn_12x256_p8",
-    "vitn-12x256-8x8-ra": "vitn_12x256_p8_ra", "vitn-12x256-8x8-dm": "vitn_12x256_p8_dm",
-    "vitn-12x256-8x8-lt": "vitn_12x256_p8_lt", "vitn-12x256-8x8-ltv": "vitn_12x256_p8_ltv",
-    "vit-aux-3x4x256-8x8": "vit_aux_3x4x256_p8", "toy-dilated": "toy_dilated",
+SEED002_OTHERS = {  # the same recipe, normaliser and 1000-way head on other models (no ResNet stem option)
+    "vit-12x256-8x8": ("vit_12x256_p8", {}), "vitn-12x256-8x8": ("vitn_12x256_p8", {}),
+    "vitn-12x256-8x8-ra": ("vitn_12x256_p8_ra", {}), "vitn-12x256-8x8-dm": ("vitn_12x256_p8_dm", {}),
+    "vitn-12x256-8x8-lt": ("vitn_12x256_p8_lt", {}), "vitn-12x256-8x8-ltv": ("vitn_12x256_p8_ltv", {}),
+    "vit-aux-3x4x256-8x8": ("vit_aux_3x4x256_p8", {}), "toy-dilated": ("toy_dilated", {"model.args.conv_bias": True}),
 }
 
 
 @pytest.mark.parametrize("ds", DATASETS)
-def test_seed002_variants_change_only_what_their_name_says(ds):
-    base = _load(ds, "resnet18-s002")
+def test_adam_family_variants_change_only_what_their_name_says(ds):
+    base = _load(ds, "resnet18-imagenet-stem")
     for name, want in SEED002_VARIANTS.items():
         assert _diff(base, _load(ds, name)) == want, name
-    for name, model in SEED002_OTHERS.items():
-        want = {"model.name": model, "model.args": {}, "model.args.input_norm": MISSING,
-                "model.args.head_classes": MISSING, "data.normalize": True}
+    for name, (model, extra) in SEED002_OTHERS.items():
+        want = {"model.name": model, "model.args.stem": MISSING, **extra}
         assert _diff(base, _load(ds, name)) == want, name
 
 
 @pytest.mark.parametrize("ds", DATASETS)
-def test_seed003_recipe_is_shared(ds):
-    c = _load(ds, "s003-resnet18")
+def test_sgd_step_recipe_is_shared(ds):
+    """Fanziyang-v/PyTorch-Classification's HEAD recipe: 10 warmup epochs, then x0.1 at epochs 69, 129, 189."""
+    c = _load(ds, "resnet18")
     assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.nesterov, c.optim.weight_decay) == \
         ("sgd", 0.1, 0.9, False, 5e-4)
-    assert (c.sched.name, c.sched.factor, c.sched.patience, c.sched.warmup_steps) == ("plateau", 0.1, 10, 0)
-    assert (c.train.epochs, c.train.steps, c.train.batch_size) == (200, 0, 256)
-    assert (c.data.val_size, c.data.pad, c.data.flip, c.data.normalize) == (5000, 4, True, True)
+    assert (c.sched.name, list(c.sched.milestones), c.sched.gamma, c.sched.warmup_start_lr) == \
+        ("step", [69, 129, 189], 0.1, 0.01)
+    assert (c.train.epochs, c.train.steps, c.train.batch_size) == (200, 0, 128)
+    assert (c.data.val_size, c.data.pad, c.data.flip, c.data.rotate, c.data.normalize) == (5000, 4, True, 15, True)
+    # the warmup is 10 epochs of the 45,000-image train split, last partial batch dropped
+    assert c.sched.warmup_steps == 10 * ((50_000 - c.data.val_size) // c.train.batch_size)
     assert (c.eval.every, list(c.eval.splits)) == (0, ["val", "test"])
-    models = {"alexnet": "alexnet", "googlenet": "googlenet", "mobilenetv1": "mobilenetv1", "vgg16": "vgg16",
-              "vit": "vit_lite_7_4", "xception": "xception"}
-    for short, model in models.items():
-        assert _diff(c, _load(ds, f"s003-{short}")) == {"model.name": model}, short
-    assert _diff(c, _load(ds, "resnet18")) == {}  # resnet18.yaml is seed 003's recipe (see its header)
+    for name in STEP_ZOO[1:]:  # the zoo differs from resnet18.yaml in its model only
+        diff = _diff(c, _load(ds, name))
+        assert diff and all(k.startswith("model.") for k in diff), (name, diff)
+    assert _diff(c, _load(ds, "resnet18-plateau")) == {
+        "sched.name": "plateau", "sched.warmup_steps": 0, "sched.warmup_start_lr": 1e-6, "sched.milestones": [],
+        "train.batch_size": 256, "data.rotate": 0}
+
+
+@pytest.mark.parametrize("ds", DATASETS)
+def test_compact_vit_recipe(ds):
+    """tintn's recipe: AdamW 1e-2 / 1e-2, all 50,000 images, RandomResizedCrop(scale 0.8-1, ratio 3/4-4/3) + flip."""
+    for name in ("cvit-tiny", "mcvit-tiny"):
+        c = _load(ds, name)
+        assert (c.optim.name, c.optim.lr, c.optim.weight_decay, c.sched.name) == ("adamw", 0.01, 0.01, "constant")
+        assert (c.train.epochs, c.train.batch_size, c.data.val_size, list(c.eval.splits)) == (100, 256, 0, ["test"])
+        assert (c.data.crop, list(c.data.crop_scale), c.data.flip) == ("resized", [0.8, 1.0], True)
+        assert list(c.data.crop_ratio) == pytest.approx([3 / 4, 4 / 3])
+
+
+def test_sgd_step_schedule_matches_the_source_lambda():
+    """After the warmup, the lr of every epoch is the source's LambdaLR: 0.1 ** ((e + 1 - 10) // 60)."""
+    from classbench.train.optim import Schedule
+
+    c = _load("cifar100", "resnet18")
+    steps_per_epoch = c.sched.warmup_steps // 10
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=c.optim.lr)
+    sched = Schedule(opt, c.sched, base_lr=c.optim.lr, total_steps=200 * steps_per_epoch,
+                     steps_per_epoch=steps_per_epoch, epoch_budget=True)
+    for epoch in range(10, 200):
+        source = c.optim.lr * 0.1 ** ((epoch + 1 - 10) // 60)
+        for step in (epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch - 1):
+            assert sched.lr_at(step) == pytest.approx(source), (epoch, step)
+    # the warmup ends at the source's first full-lr epoch and starts at its first epoch's lr
+    assert sched.lr_at(0) == pytest.approx(0.01) and sched.lr_at(10 * steps_per_epoch) == pytest.approx(0.1)
 
 
 # ---------------------------------------------------------------- smoke: a few steps on real CIFAR-10

@@ -245,9 +245,13 @@ def test_archive_wrong_md5_says_delete(tmp_path):
 def test_real_cifar10_pickles():
     train, test, classes = load_cifar("cifar10", REAL_CIFAR10, download=False)
     assert classes == CIFAR10_CLASSES
-    assert train.images.shape == (50000, 3, 32, 32) and len(test) == 1000
+    # The shared test batch holds all 10,000 official test images (until 2026-12-02 only the first 1,000).
+    assert train.images.shape == (50000, 3, 32, 32) and test.images.shape == (10000, 3, 32, 32)
     assert test.labels[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
     assert torch.bincount(train.labels).tolist() == [5000] * 10
+    assert torch.bincount(test.labels).tolist() == [1000] * 10
+    test_mean = test.images.sum(dim=(0, 2, 3), dtype=torch.int64).double() / (10000 * 1024 * 255)
+    assert torch.allclose(test_mean, torch.tensor([0.4942, 0.4851, 0.4504], dtype=torch.float64), atol=3e-3)
     mean = train.images.sum(dim=(0, 2, 3), dtype=torch.int64).double() / (50000 * 1024 * 255)
     assert torch.allclose(mean, torch.tensor([0.4914, 0.4822, 0.4465], dtype=torch.float64), atol=3e-3)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,12 +22,13 @@ import pytest
 import torch
 
 from classbench.errors import ClassbenchError
-from classbench.io import read_jsonl
 from classbench.train.checkpoint import load_checkpoint
 from classbench.train.precision import default_threads
 from classbench.train.trainer import Trainer, resume, train
 
 from conftest import REPO, TINY
+from support.runs import metrics_without_timing
+from support.stops import at_step
 
 BASE = [o for o in TINY if not o.startswith("model.")]
 # A BatchNorm-free ResNet-20: DDP with batch B/2 per rank then equals one process with batch B.
@@ -40,8 +40,11 @@ MIXSTYLE = [*BASE, "model.name=resnet20", "model.args={mixstyle_stages: [1, 2]}"
             "train.epochs=0", "eval.every=3", "log.every=3", "train.checkpoint_every=5"]
 RANK_TIMEOUT = 90
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or sys.platform != "linux",
-                                reason="needs torch.distributed (gloo) and fork")
+pytestmark = [
+    pytest.mark.slow,  # every test here starts processes (one per rank)
+    pytest.mark.skipif(not torch.distributed.is_available() or sys.platform != "linux",
+                       reason="needs torch.distributed (gloo) and fork"),
+]
 
 
 def _free_port() -> int:
@@ -105,10 +108,6 @@ def _train_rank(rank, runs_dir, overrides):
     return str(train(tiny(runs_dir, *overrides)))
 
 
-def metrics_without_timing(run_dir):
-    return [{k: v for k, v in r.items() if k not in ("time", "img_per_s")} for r in read_jsonl(run_dir / "metrics.jsonl")]
-
-
 @pytest.fixture(scope="module")
 def mixstyle_reference(tmp_path_factory):
     """An uninterrupted 2-process run of the MixStyle config."""
@@ -133,13 +132,21 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
 
     a, b = load_checkpoint(single / "checkpoints/last.pt"), load_checkpoint(ddp / "checkpoints/last.pt")
     assert a["step"] == b["step"] == 8 and b["world_size"] == 2 and len(b["ranks"]) == 2
+    # Two ranks sum the gradient in another order than one process, so the weights drift apart by
+    # float rounding: up to 4.4e-5 after 8 steps on a 2-core AMD EPYC (AVX2). A wrong shard or a
+    # missing all-reduce moves them by 1e-2 or more.
     for k, v in a["model"].items():
-        torch.testing.assert_close(b["model"][k], v, rtol=1e-4, atol=1e-5, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(b["model"][k], v, rtol=1e-3, atol=2e-4, msg=lambda m: f"{k}: {m}")
 
     s1 = json.loads((single / "summary.json").read_text())
     s2 = json.loads((ddp / "summary.json").read_text())
     assert s2["world_size"] == 2 and s2["batch_size"] == 32 and s2["steps"] == 8
     assert s2["test_top1"] == pytest.approx(s1["test_top1"], abs=0.02)
+    # test predictions: the ranks' shards gathered back into test-split order
+    from classbench.runfolder import read_test_predictions
+
+    p1, p2 = read_test_predictions(single), read_test_predictions(ddp)
+    assert (p1["target"] == p2["target"]).all() and (p2["pred"] == p2["target"]).mean() == pytest.approx(s2["test_top1"])
     m1, m2 = metrics_without_timing(single), metrics_without_timing(ddp)
     assert [(r["step"], r["split"]) for r in m1] == [(r["step"], r["split"]) for r in m2]
     for r1, r2 in zip(m1, m2):
@@ -179,15 +186,8 @@ def test_distributed_eval_counts_each_image_once():
 
 # ---------------------------------------------------------------- resume
 def _interrupted_rank(rank, runs_dir, overrides):
-    trainer = Trainer(tiny(runs_dir, *overrides))
-    step_fn = trainer._train_step
-
-    def step(x, y):
-        step_fn(x, y)
-        if rank == 1 and trainer.step + 1 == 3:  # only rank 1 is "signalled", after its 3rd step
-            trainer._stop_signal = signal.SIGTERM
-
-    trainer._train_step = step
+    # only rank 1 is "signalled", after its 3rd step
+    trainer = Trainer(tiny(runs_dir, *overrides), stop_after=3 if rank == 1 else None)
     try:
         trainer.fit()
     except ClassbenchError as e:
@@ -231,15 +231,8 @@ def test_resume_with_another_number_of_processes_is_refused(tmp_path, mixstyle_r
 
 # ---------------------------------------------------------------- failures
 def _dying_rank(rank, runs_dir, overrides):
-    trainer = Trainer(tiny(runs_dir, *overrides))
-    step_fn = trainer._train_step
-
-    def step(x, y):
-        if rank == 1 and trainer.step == 2:
-            os._exit(3)  # a crash that leaves no message
-        step_fn(x, y)
-
-    trainer._train_step = step
+    die = at_step(2, lambda trainer: os._exit(3)) if rank == 1 else None  # a crash that leaves no message
+    trainer = Trainer(tiny(runs_dir, *overrides), after_step=die)
     t0 = time.monotonic()
     from classbench.train import distributed
 

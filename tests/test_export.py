@@ -121,7 +121,7 @@ def test_predict_user_errors(overfit, tmp_path, capsys):
     bad = tmp_path / "not-an-image.png"
     bad.write_text("hello")
     assert main(["predict", str(run_dir), str(bad)]) == 2
-    assert "Cannot read image" in capsys.readouterr().err
+    assert f"{bad}: cannot be read as an image" in capsys.readouterr().err  # the shared image reader's message
     assert main(["predict", str(run_dir), str(tmp_path / "missing.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["predict", str(tmp_path), str(bad)]) == 2

@@ -99,11 +99,18 @@ def test_state_dict_resumes_mid_epoch_exactly():
 
 def test_ranks_take_disjoint_shards_of_the_global_batch():
     s = split(n=64)
-    single = next(iter(DeviceLoader(s, 16, train=True, normalize=RAW, seed=4)))[1]
-    idx_of = lambda loader: next(iter(loader))[1]  # noqa: E731
-    ranks = [idx_of(DeviceLoader(s, 16, train=True, normalize=RAW, seed=4, rank=r, world_size=2)) for r in range(2)]
-    assert all(len(r) == 8 for r in ranks)
-    assert torch.equal(torch.cat(ranks), single)
+    s = Split(s.images, torch.arange(64))  # labels that name the image: a batch's labels say which images it holds
+    single = DeviceLoader(s, 16, train=True, normalize=RAW, seed=4).batches()
+    ranks = [DeviceLoader(s, 16, train=True, normalize=RAW, seed=4, rank=r, world_size=2).batches() for r in range(2)]
+    seen = []
+    for _ in range(4):  # a whole epoch: 4 global batches of 16
+        whole = next(single)[1]
+        parts = [next(r)[1] for r in ranks]
+        assert [len(p) for p in parts] == [8, 8]
+        assert set(parts[0].tolist()).isdisjoint(parts[1].tolist())
+        assert torch.equal(torch.cat(parts), whole)  # together, exactly the single-process batch
+        seen += whole.tolist()
+    assert sorted(seen) == list(range(64))  # and the epoch covers every image once
 
 
 def test_eval_shards_cover_split_once():

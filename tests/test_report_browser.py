@@ -18,7 +18,7 @@ import pytest
 
 from classbench.cli import main
 
-from test_analysis import build_runs
+from support.runs import build_runs
 
 WINDOW = (1280, 2000)
 
@@ -52,6 +52,7 @@ def report(tmp_path_factory) -> tuple[Path, Path]:
     return runs, out
 
 
+@pytest.mark.slow  # spawns a browser
 def test_report_renders_in_chromium(report, tmp_path):
     from PIL import Image
 

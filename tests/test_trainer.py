@@ -1,5 +1,4 @@
 import json
-import signal
 
 import pytest
 
@@ -9,14 +8,11 @@ from classbench.io import read_jsonl
 from classbench.inference.evaluate import evaluate_checkpoint
 from classbench.train.trainer import Trainer, resume, train
 
-from conftest import REPO, require_cifar
+from support.configs import REPO, require_cifar
+from support.runs import metrics_without_timing
 
 RUN_FILES = ["config.yaml", "env.json", "metrics.jsonl", "status.json", "summary.json",
              "checkpoints/last.pt", "checkpoints/best.pt"]
-
-
-def metrics_without_timing(run_dir):
-    return [{k: v for k, v in r.items() if k not in ("time", "img_per_s")} for r in read_jsonl(run_dir / "metrics.jsonl")]
 
 
 def test_trainer_learns_and_writes_every_record(tiny_cfg):
@@ -71,15 +67,7 @@ def test_resume_from_mid_epoch_is_exact(tiny_cfg, extra):
 
     trainer = Trainer(tiny_cfg(*overrides))
     steps_per_epoch = trainer.steps_per_epoch
-    stop_at = steps_per_epoch + steps_per_epoch // 2 + 1  # mid second epoch, off every log/eval boundary
-    step_fn = trainer._train_step
-
-    def interrupting_step(x, y):
-        step_fn(x, y)
-        if trainer.step + 1 == stop_at:
-            trainer._stop_signal = signal.SIGTERM
-
-    trainer._train_step = interrupting_step
+    trainer.stop_after = stop_at = steps_per_epoch + steps_per_epoch // 2 + 1  # mid second epoch, off every boundary
     with pytest.raises(TrainingInterrupted, match="--resume"):
         trainer.fit()
     run_dir = trainer.run_dir
@@ -116,6 +104,7 @@ def test_same_second_runs_get_separate_folders(tiny_cfg):
     assert a != b and a.is_dir() and b.is_dir()
 
 
+@pytest.mark.slow  # reads real CIFAR-10
 def test_real_cifar10_small_resnet_beats_chance(tmp_path):
     root = require_cifar()
     cfg = load_config(REPO / "configs/cifar10/resnet20.yaml", [

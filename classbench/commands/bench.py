@@ -22,7 +22,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="autocast precision; auto picks as train.precision=auto does (default auto)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     p.add_argument("--matmul-peak", action="store_true",
-                   help="also measure the fp32 GEMM rate and show each model's GFLOP/s as a %% of it")
+                   help="also measure the GEMM rate at the benchmarked precision (bf16/fp16 under that "
+                        "autocast, else fp32) and show each model's GFLOP/s as a %% of it")
+    p.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune",
+                                              "max-autotune-no-cudagraphs"), default="default",
+                   help="torch.compile mode with --compile, as train.compile_mode (default: default)")
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
+                   help="CUDA: fp32 matmuls/convolutions in TF32, as train.tf32 (default on)")
     p.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n GEMM for --matmul-peak")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: physical cores, as train)")
@@ -36,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ..drivers.bench import bench_model, environment_line, format_bench, matmul_peak_gflops
     from ..errors import ConfigError
     from ..models import get_entry, list_models
-    from ..train.precision import resolve_device, resolve_precision, setup_threads
-    from ..train.trainer import keep_freed_memory
+    from ..train.precision import keep_freed_memory, resolve_device, resolve_precision, setup_device, setup_threads
 
     for key in ("batch_size", "steps", "num_classes", "matmul_size"):
         if getattr(args, key) < 1:
@@ -60,23 +65,27 @@ def run(args: argparse.Namespace) -> int:
     threads = setup_threads(args.threads)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
+    setup_device(device, tf32=args.tf32)  # as the trainer does: set_device, cudnn.benchmark, TF32 policy
     if device.type == "cpu":
         keep_freed_memory()  # as the trainer does
     modes = ("train", "infer") if args.mode == "both" else (args.mode,)
-    peak = matmul_peak_gflops(args.matmul_size, device=device) if args.matmul_peak else None
+    peak = matmul_peak_gflops(args.matmul_size, device=device, precision=precision) if args.matmul_peak else None
+    peak_key = f"{precision}{' (tf32)' if precision == 'fp32' and device.type == 'cuda' and args.tf32 else ''} " \
+               f"matmul {args.matmul_size}^2 GFLOP/s"
     context = environment_line(device, threads)
     if peak:
-        context[f"fp32 matmul {args.matmul_size}^2 GFLOP/s"] = round(peak, 1)
+        context[peak_key] = round(peak, 1)
     rows = []
     for name in names:
         if args.format == "table":
             print(f"... {name}", file=sys.stderr, flush=True)
         rows += bench_model(name, modes, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
-                            compile=args.compile, channels_last=args.channels_last, precision=precision,
+                            compile=args.compile, compile_mode=args.compile_mode,
+                            channels_last=args.channels_last, precision=precision,
                             device=device, num_classes=args.num_classes, peak=peak)
     if peak and len(names) > 3:  # a long table: check the yardstick did not drift while it ran
-        after = matmul_peak_gflops(args.matmul_size, device=device)
-        context[f"fp32 matmul {args.matmul_size}^2 GFLOP/s"] = f"{peak:.1f} (after the models: {after:.1f})"
+        after = matmul_peak_gflops(args.matmul_size, device=device, precision=precision)
+        context[peak_key] = f"{peak:.1f} (after the models: {after:.1f})"
     context["loadavg_end"] = environment_line(device, threads).get("loadavg")
     print(format_bench(rows, args.format, peak, context))
     return 0

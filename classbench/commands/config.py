@@ -15,5 +15,9 @@ def run(args) -> int:
         args.config = None
     if args.config is None and not any(o.startswith(("train.epochs=", "train.steps=")) for o in overrides):
         overrides.insert(0, "train.epochs=1")  # the bare defaults have no budget
-    print(to_yaml(load_config(args.config, overrides)), end="")
+    cfg = load_config(args.config, overrides)
+    from ..models import get_entry
+
+    get_entry(cfg.model.name)  # an unknown model.name: a ConfigError naming the closest models
+    print(to_yaml(cfg), end="")
     return 0

@@ -1,4 +1,6 @@
-HELP = "Evaluate a run's checkpoint (best.pt by default) on a split and print top-1/top-5."
+from ..runfolder import BEST_PT
+
+HELP = f"Evaluate a run's checkpoint ({BEST_PT} by default) on a split and print top-1/top-5."
 
 
 def add_arguments(p) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..runfolder import checkpoint_rel
+
 HELP = "Export a run's best model to ONNX or TorchScript (input: float NCHW in [0, 1]; normalisation included)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT", help="a run folder (uses checkpoints/best.pt) or a .pt file")
+    parser.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT", help=f"a run folder (uses {checkpoint_rel('best')}) or a .pt file")
     parser.add_argument("--format", choices=("onnx", "torchscript"), required=True, help="output format")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (atomically)")
     parser.add_argument("--no-verify", action="store_true", help="skip checking the exported model against PyTorch")

@@ -17,7 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench", action="store_true", help="also measure train/infer images per second")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size for --bench (default 128)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps for --bench (default 10)")
-    parser.add_argument("--device", default=None, help="device for --bench (default: cuda if available, else cpu)")
+    parser.add_argument("--device", default="auto", help="device for --bench: auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="autocast precision for --bench, as `classbench bench` (default auto)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,9 +32,13 @@ def run(args: argparse.Namespace) -> int:
             re.compile(args.filter)
         except re.error as e:
             raise ConfigError(f"--filter {args.filter!r} is not a valid regular expression: {e}") from None
-    rows = model_rows(args.num_classes, args.filter, bench=args.bench, batch_size=args.batch_size,
-                      steps=args.steps, device=args.device)
+    rows = model_rows(args.num_classes, args.filter)
     if not rows:
         raise ConfigError(f"No registered model matches --filter {args.filter!r}. Run `classbench models` to list them all.")
+    if args.bench:
+        from ..drivers.bench import add_speed
+
+        add_speed(rows, batch_size=args.batch_size, steps=args.steps, device=args.device,
+                  precision=args.precision, num_classes=args.num_classes)
     print(format_rows(rows, args.format))
     return 0

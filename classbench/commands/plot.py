@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smooth", type=float, default=0.0, metavar="FLOAT", help="EMA smoothing of the train lines, weight of the past in [0, 1) (default: 0)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: figures/<group>, or figures/all)")
     parser.add_argument("--no-size", action="store_true", help="skip size.png")
+    parser.add_argument("--by", choices=("arm", "run"),
+                        help="one mean curve per arm (runs that differ only in train.seed) with a band, or one line per "
+                             "run (default: arm when any arm has two or more runs)")
+    parser.add_argument("--band", choices=("minmax", "ci"), default="minmax",
+                        help="--by arm: shade min to max over the seeds (default) or the 95 %% CI of the mean")
 
 
 def default_out_dir(group: str | None) -> str:
@@ -27,19 +32,28 @@ def default_out_dir(group: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compare.plots import CURVE_METRICS, ema, make_figures, write_figures
+    from ..compare.comparison import build_comparison
+    from ..compare.plots import CURVE_METRICS, ema, make_arm_figures, make_figures, write_figures
     from ..compare.runs import load_runs
     from ..compare.summary import summarize
 
     ema([], args.smooth)  # validate before loading anything
     runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)
-    # Legend order = ranking (best first), so the legend reads like the summary table.
-    order = {row["path"]: i for i, row in enumerate(summarize(runs))}
-    runs.sort(key=lambda r: order.get(str(r.path), 0))
     metrics = args.metric or list(CURVE_METRICS)
-    figs = make_figures(runs, metrics=metrics, x=args.x, smooth=args.smooth, title=args.group, size=not args.no_size)
+    comp = build_comparison(runs) if args.by != "run" else None
+    if comp is not None and (args.by == "arm" or comp.by_arm_default):
+        # The arms in the comparison's order (best mean first), so the legend reads like the summary table.
+        figs = make_arm_figures(comp.arms, metrics=metrics, x=args.x, smooth=args.smooth, band=args.band,
+                                title=args.group, size=not args.no_size)
+        what = f"{len(comp.arms)} arms ({sum(a.n for a in comp.arms)} finished runs)"
+    else:
+        # Legend order = ranking (best first), so the legend reads like the summary table.
+        order = {row["path"]: i for i, row in enumerate(summarize(runs))}
+        runs.sort(key=lambda r: order.get(str(r.path), 0))
+        figs = make_figures(runs, metrics=metrics, x=args.x, smooth=args.smooth, title=args.group, size=not args.no_size)
+        what = f"{len(runs)} runs"
     out = args.out or default_out_dir(args.group)
     for p in write_figures(figs, out):
         print(p)
-    print(f"{len(runs)} runs plotted", file=sys.stderr)
+    print(f"{what} plotted", file=sys.stderr)
     return 0

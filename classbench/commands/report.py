@@ -7,7 +7,8 @@ import sys
 
 from .summary import add_run_selection
 
-HELP = "Write one self-contained HTML report (table, curves, size chart, best run's confusion matrix, config diffs)."
+HELP = ("Write one self-contained HTML report: the verdict, the arm table with CIs, curves, size chart, each arm's "
+        "per-class accuracy, confusion matrix and calibration, config diffs.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,9 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", help="report title")
     parser.add_argument("--x", choices=("step", "epoch", "time"), default="step", help="x axis of the curves (default: step)")
     parser.add_argument("--smooth", type=float, default=0.0, metavar="FLOAT", help="EMA smoothing of the train curves in [0, 1)")
-    parser.add_argument("--no-per-class", action="store_true", help="skip evaluating the best run on the test split")
-    parser.add_argument("--eval-limit", type=int, metavar="N", help="evaluate the best run on the first N test images only")
-    parser.add_argument("--device", default="auto", help="device for the best run's evaluation: auto (cuda if available), cpu, cuda[:N]")
+    parser.add_argument("--no-per-class", action="store_true", help="skip evaluating each arm's val-chosen checkpoint on the test split")
+    parser.add_argument("--eval-limit", type=int, metavar="N", help="evaluate each arm's val-chosen checkpoint on the first N test images only")
+    parser.add_argument("--baseline", metavar="ARM", help="compare every arm with this one (default: with the best arm)")
+    parser.add_argument("--band", choices=("minmax", "ci"), default="minmax",
+                        help="band around each arm's mean curve: min to max over the seeds (default) or the 95 %% CI")
+    parser.add_argument("--device", default="auto", help="device for the arms' evaluation: auto (cuda if available), cpu, cuda[:N]")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     text = build_report(
         runs, title=args.title, runs_dir=args.runs_dir, group=args.group, filter=args.filter,
         per_class=not args.no_per_class, device=device, eval_limit=args.eval_limit, smooth=args.smooth, x=args.x,
+        baseline=args.baseline, band=args.band,
     )
     path = write_report(args.output, text)
     print(f"wrote {path} ({len(runs)} runs, {len(text) / 1e6:.1f} MB)", file=sys.stderr)

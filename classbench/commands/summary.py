@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "Compare runs: one row per run with the best score (over all steps, and of the val-chosen checkpoint)."
+HELP = ("Compare runs: one row per arm (a recipe over seeds: mean, std, confidence interval, verdict) or per run "
+        "(the best score over all steps, and of the val-chosen checkpoint).")
 
 
 def add_run_selection(parser: argparse.ArgumentParser) -> None:
@@ -27,9 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sort",
         choices=("best_any_step", "test_at_best_val"),
-        default="best_any_step",
-        help="column to sort by (default: best_any_step)",
+        default="test_at_best_val",
+        help="--by run: column to sort by (default: test_at_best_val, the honest selection)",
     )
+    parser.add_argument("--by", choices=("arm", "run"),
+                        help="one row per arm (runs that differ only in train.seed) or per run "
+                             "(default: arm when any arm has two or more runs)")
+    parser.add_argument("--target", type=float, metavar="TOP1",
+                        help="--by arm: also the time to reach this val top-1 (a fraction, e.g. 0.9)")
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
 
 
@@ -39,11 +45,22 @@ def run(args: argparse.Namespace) -> int:
     from ..io import atomic_write_text
 
     runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)
-    rows = summarize(runs, split=args.split, metric=args.metric, sort=args.sort)
-    text = render(rows, args.format, args.split, args.metric)
+    by, comp = args.by, None
+    if by != "run":
+        from ..compare.comparison import build_comparison
+
+        comp = build_comparison(runs, target=args.target)
+        by = by or ("arm" if comp.by_arm_default else "run")
+    if by == "arm":
+        from ..compare.summary import render_arms
+
+        text, what = render_arms(comp, args.format), f"{len(comp.arms)} arms"
+    else:
+        rows = summarize(runs, split=args.split, metric=args.metric, sort=args.sort)
+        text, what = render(rows, args.format, args.split, args.metric), f"{len(rows)} runs"
     if args.output:
         atomic_write_text(args.output, text)
-        print(f"wrote {args.output} ({len(rows)} runs)", file=sys.stderr)
+        print(f"wrote {args.output} ({what})", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

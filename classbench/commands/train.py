@@ -1,10 +1,12 @@
+from ..runfolder import BEST_PT, checkpoint_rel
+
 HELP = "Train one model from a YAML config (or resume a run), then print its summary."
 
 
 def add_arguments(p) -> None:
     p.add_argument("config", nargs="?", help="configs/<dataset>/<name>.yaml")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.lr=0.05")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from checkpoints/last.pt")
+    p.add_argument("--resume", metavar="RUN_DIR", help=f"continue the run in RUN_DIR from {checkpoint_rel('last')}")
     p.add_argument("--nproc", type=int, default=0, metavar="N",
                    help="train with DDP on N local processes (launches torchrun)")
 
@@ -45,13 +47,11 @@ def run(args) -> int:
 
 
 def print_summary(run_dir) -> None:
-    import json
-    from pathlib import Path
+    from ..runfolder import read_summary
 
-    path = Path(run_dir) / "summary.json"
-    if not path.exists():
+    s = read_summary(run_dir)
+    if s is None:
         return
-    s = json.loads(path.read_text())
     pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"  # noqa: E731
     lines = [
         f"run       {run_dir}",
@@ -59,7 +59,10 @@ def print_summary(run_dir) -> None:
         f"trained   {s['steps']} steps ({s['epochs']:.2f} epochs) in {s['wall_time_s']:.1f} s wall, "
         f"{s['train_img_per_s']:.0f} train img/s on {s['device']} ({s['precision']})",
     ]
+    if s.get("train_img_per_s_under_load"):
+        lines.append(f"          img/s measured under load: load average {s['load_avg_start']} at the start, "
+                     f"{s['load_avg_end']} at the end, on {s['cpu_cores']} cores")
     if s.get("best_val_top1") is not None:
-        lines.append(f"val       best top-1 {pct(s['best_val_top1'])} at step {s['best_val_step']} (best.pt)")
-    lines.append(f"test      top-1 {pct(s['test_top1'])}, top-5 {pct(s['test_top5'])} (best.pt, chosen on {s['selection_split']})")
+        lines.append(f"val       best top-1 {pct(s['best_val_top1'])} at step {s['best_val_step']} ({BEST_PT})")
+    lines.append(f"test      top-1 {pct(s['test_top1'])}, top-5 {pct(s['test_top5'])} ({BEST_PT}, chosen on {s['selection_split']})")
     print("\n".join(lines))

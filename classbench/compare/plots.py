@@ -17,13 +17,17 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from ..errors import ClassbenchError
 from ..io import atomic_write_bytes
+from ..runfolder import SUMMARY
 from .runs import EVAL_SPLITS, LOWER_IS_BETTER, Run, is_number
+
+if TYPE_CHECKING:
+    from .comparison import Arm
 
 #: Every figure is FIGSIZE inches at DPI dots per inch: FIG_PX pixels (width, height).
 FIGSIZE = (11.0, 6.0)
@@ -80,8 +84,17 @@ def _new_figure(figsize=FIGSIZE):
 
 
 def _png_bytes(fig) -> bytes:
+    import matplotlib
+    from matplotlib.text import Text
+
+    # Run names and class names come from shared run folders: "$" must not start mathtext (a bad formula
+    # raises and took down plot/report).  Texts made so far are switched off; those made while drawing
+    # (tick labels) read the rc value.
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
+    with matplotlib.rc_context({"text.parse_math": False}):
+        fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
     return buf.getvalue()
 
 
@@ -290,7 +303,7 @@ def size_figure(runs: Sequence[Run], *, title: str | None = None, colors: dict[s
             fig.legend(handles=handles, loc="outside right upper", title="forward FLOPs / image", fontsize=8,
                        title_fontsize=9, frameon=False, labelspacing=2.0, borderpad=1.2, handletextpad=1.8)
     else:
-        ax.text(0.5, 0.5, "no run has both an accuracy and a parameter count yet\n(params come from summary.json of finished runs)",
+        ax.text(0.5, 0.5, "no run has both an accuracy and a parameter count yet\n(params come from " + SUMMARY + " of finished runs)",
                 ha="center", va="center", transform=ax.transAxes, color="#666666")
     if missing:
         more = f" (+{len(missing) - 6} more)" if len(missing) > 6 else ""
@@ -342,3 +355,164 @@ def write_figures(figs: dict[str, bytes], out_dir: str | os.PathLike) -> list[Pa
         atomic_write_bytes(out / name, data)
         paths.append(out / name)
     return paths
+
+
+# ---------------------------------------------------------------- arms: mean curves with a band
+#: ``plot --by arm --band``: min to max over the arm's seeds, or the Student-t 95 % CI of the mean.
+BANDS = ("minmax", "ci")
+
+
+def arm_colors(arms: Sequence[Arm]) -> dict[str, str]:
+    """A stable colour per arm label (by rank), shared by every figure and the report's tables."""
+    return {a.label: _PALETTE[i % len(_PALETTE)] for i, a in enumerate(arms)}
+
+
+def arm_curve(arm: Arm, split: str, metric: str, *, x: str = "step", smooth: float = 0.0,
+              band: str = "minmax") -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None] | None:
+    """(x, mean, band low, band high) of one arm's ``metric`` on ``split``; None when no run logged it.
+
+    The seeds are aligned by optimizer step (the steps every run of the arm logged); the x of a step is
+    the mean over the seeds of its step, epoch or time.  Train lines are smoothed per run before the
+    mean, like the run plot.  One run: no band.
+    """
+    from .stats import describe
+
+    per_run = [{int(r["step"]): r for r in run.records(split, metric)} for run in arm.runs]
+    steps = sorted(set.intersection(*(set(d) for d in per_run))) if per_run else []
+    if not steps:
+        return None
+    ys = np.array([[float(d[s][metric]) for s in steps] for d in per_run])
+    if split == "train" and smooth:
+        ys = np.array([ema(row, smooth) for row in ys])
+    xs = np.array([[_x_values([d[s]], x)[0][0] for s in steps] for d in per_run]).mean(axis=0)
+    mean = ys.mean(axis=0)
+    if len(arm.runs) < 2:
+        return xs, mean, None, None
+    if band == "ci":
+        cis = [describe(col).ci95 for col in ys.T]
+        return xs, mean, np.array([c[0] for c in cis]), np.array([c[1] for c in cis])
+    return xs, mean, ys.min(axis=0), ys.max(axis=0)
+
+
+def arm_curve_figure(arms: Sequence[Arm], metric: str, *, x: str = "step", smooth: float = 0.0, band: str = "minmax",
+                     title: str | None = None, colors: dict[str, str] | None = None) -> bytes:
+    """Each arm's mean curve per split, with a shaded band (min-max or 95 % CI over its seeds); PNG bytes."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import PercentFormatter
+
+    if x not in X_AXES:
+        raise ClassbenchError(f"--x must be one of {', '.join(X_AXES)}; got {x!r}.")
+    if band not in BANDS:
+        raise ClassbenchError(f"--band must be one of {', '.join(BANDS)}; got {band!r}.")
+    colors = colors or arm_colors(arms)
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    _style_axes(ax)
+    series = []
+    for arm in arms:
+        splits = [s for s in SPLIT_ORDER if any(s in r.splits() for r in arm.runs)]
+        for split in splits:
+            c = arm_curve(arm, split, metric, x=x, smooth=smooth, band=band)
+            if c is not None and np.isfinite(c[0]).any():
+                series.append((arm, split, *c))
+    scale, xlabel = 1.0, {"step": "optimizer step", "epoch": "epoch"}.get(x, "wall time (s)")
+    if x == "time" and series:
+        scale, xlabel = _time_unit(max(float(np.nanmax(s[2])) for s in series))
+    used_splits: list[str] = []
+    for arm, split, xs, mean, lo, hi in series:
+        color = colors.get(arm.label, "#333333")
+        eval_split = split != "train"
+        if lo is not None:
+            ax.fill_between(xs / scale, lo, hi, color=color, alpha=0.18 if eval_split else 0.10, linewidth=0)
+        ax.plot(xs / scale, mean, linestyle=SPLIT_STYLES.get(split, "-"), color=color,
+                linewidth=1.9 if eval_split else 1.3, marker="o" if eval_split and len(xs) <= 3 else None, markersize=4)
+        if split not in used_splits:
+            used_splits.append(split)
+    name = METRIC_TITLES.get(metric, metric)
+    what = "min–max over seeds" if band == "minmax" else "95 % CI of the mean over seeds"
+    ax.set_title(f"{name}: mean of each arm, band = {what}" + (f" — {title}" if title else ""), fontsize=13, loc="left")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(name + (" (lower is better)" if metric in LOWER_IS_BETTER else ""))
+    if metric in ("top1", "top5"):
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    if not series:
+        ax.text(0.5, 0.5, f"no {metric} values logged by these runs", ha="center", va="center", transform=ax.transAxes, color="#666666")
+    else:
+        handles = [Patch(facecolor=colors.get(a.label, "#333333"), label=_shorten(f"{a.label} (n={a.n})")) for a in arms]
+        fig.legend(handles=handles, loc="outside right upper", title="arm", fontsize=8, title_fontsize=9, frameon=False)
+        split_handles = [Line2D([], [], color="#444444", linestyle=SPLIT_STYLES.get(s, "-"), linewidth=1.8, label=s)
+                         for s in SPLIT_ORDER if s in used_splits]
+        fig.legend(handles=split_handles, loc="outside right lower", title="split", fontsize=8, title_fontsize=9, frameon=False)
+    return _png_bytes(fig)
+
+
+def arm_size_figure(arms: Sequence[Arm], *, band: str = "minmax", title: str | None = None,
+                    colors: dict[str, str] | None = None) -> bytes:
+    """Mean test top-1 of each arm against its params (log x), with the band as an error bar; PNG bytes."""
+    from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+    colors = colors or arm_colors(arms)
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    _style_axes(ax)
+    pts = [a for a in arms if a.params]
+    for a in pts:
+        t = a.test
+        lo, hi = (t.min, t.max) if band == "minmax" else (t.ci95 or (t.mean, t.mean))
+        ax.errorbar([a.params], [t.mean], yerr=[[t.mean - lo], [hi - t.mean]], fmt="o", color=colors.get(a.label, "#333333"),
+                    markersize=8, capsize=5, elinewidth=1.6)
+        ax.annotate(_shorten(f"{a.label} (n={a.n})", 36), (a.params, t.mean), xytext=(8, 5), textcoords="offset points", fontsize=8)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _fmt_tick(v)))
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("test top-1 of best-val checkpoint, mean over seeds")
+    what = "min–max" if band == "minmax" else "95 % CI"
+    ax.set_title(f"Accuracy vs. size, bars = {what}" + (f" — {title}" if title else ""), fontsize=13, loc="left")
+    if pts:
+        xs = [a.params for a in pts]
+        lo, hi = min(xs), max(xs)
+        if lo == hi:
+            lo, hi = lo / 2, hi * 2
+        ax.set_xlim(lo / 1.6, hi * 2.5)
+    else:
+        ax.text(0.5, 0.5, "no arm has a parameter count", ha="center", va="center", transform=ax.transAxes, color="#666666")
+    return _png_bytes(fig)
+
+
+def make_arm_figures(arms: Sequence[Arm], *, metrics: Iterable[str] = CURVE_METRICS, x: str = "step", smooth: float = 0.0,
+                     band: str = "minmax", title: str | None = None, size: bool = True) -> dict[str, bytes]:
+    """``plot --by arm``: ``{file name: PNG bytes}``, the same names as :func:`make_figures`."""
+    colors = arm_colors(arms)
+    figs = {f"{m}.png": arm_curve_figure(arms, m, x=x, smooth=smooth, band=band, title=title, colors=colors) for m in metrics}
+    if size:
+        figs["size.png"] = arm_size_figure(arms, band=band, title=title, colors=colors)
+    return figs
+
+
+def reliability_figure(cal, *, title: str | None = None) -> bytes:
+    """A reliability diagram: accuracy against mean confidence per bin, the diagonal of perfect calibration,
+    and the images per bin underneath; PNG bytes.  ``cal`` is a :class:`classbench.compare.stats.Calibration`."""
+    fig = _new_figure(figsize=(6.0, 5.6))
+    ax, ax_n = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    for a in (ax, ax_n):
+        _style_axes(a)
+    width = np.diff(cal.edges)
+    left = cal.edges[:-1]
+    has = cal.count > 0
+    ax.bar(left[has], cal.accuracy[has], width=width[has], align="edge", color="#0072B2", alpha=0.85,
+           edgecolor="white", label="accuracy")
+    ax.bar(left[has], (cal.confidence - cal.accuracy)[has], bottom=cal.accuracy[has], width=width[has], align="edge",
+           color="#D55E00", alpha=0.35, edgecolor="none", label="gap to confidence")
+    ax.plot([0, 1], [0, 1], color="#444444", linestyle="--", linewidth=1.2, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy in bin")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.set_title(f"Reliability (ECE {100 * cal.ece:.2f} %, {len(cal.count)} bins)" + (f" — {title}" if title else ""),
+                 fontsize=11, loc="left")
+    ax_n.bar(left, cal.count, width=width, align="edge", color="#999999", edgecolor="white")
+    ax_n.set_xlabel("confidence (probability of the predicted class)")
+    ax_n.set_ylabel("images")
+    return _png_bytes(fig)

@@ -4,10 +4,13 @@ The file needs nothing but a browser: the figures are inlined as base64 PNG,
 the CSS is inline, and there is no script and no external resource, so it
 opens offline and can be mailed or archived as is.
 
-Sections: the summary table (both selections), the learning curves, accuracy
-against size, per-class accuracy and the confusion matrix of the best run on
-the test split, each run's config differences from the group's common
-config, and the runs' environments and warnings.
+Sections, in order: the verdict of the comparison (Welch or McNemar, Holm-corrected;
+classbench.compare.comparison), the arm table with its confidence intervals, the
+per-run table (both selections), the learning curves (per arm: mean with a band,
+when any arm has several seeds), accuracy against size, for each arm the
+per-class accuracy, confusion matrix and calibration of its median seed's
+best.pt on the test split, each run's config differences from the group's
+common config, and the runs' environments and warnings.
 """
 
 from __future__ import annotations
@@ -25,12 +28,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..io import atomic_write_text
-from .plots import make_figures, run_colors
+from ..runfolder import CONFIG, SUMMARY, RunFolder, checkpoint_rel
+from . import stats
+from .comparison import Arm, Comparison, arm_cells, arm_columns, build_comparison, excluded_lines
+from .plots import arm_colors, make_arm_figures, make_figures, reliability_figure, run_colors
 from .runs import Run
 from .summary import explanation, format_cell, summarize, table_columns
 
 #: Confusion matrices with at most this many classes are HTML tables; larger ones an image.
 MAX_TABLE_CLASSES = 20
+#: Arms whose best.pt the report evaluates (best first): each is a pass over the test split.
+MAX_ARMS_ANALYSED = 8
 
 _NUMERIC_COLS = {
     "best_any_step", "best_any_step_at", "test_at_best_val", "test_at_best_val_step",
@@ -72,55 +80,36 @@ class ClassEval:
             return np.where(support > 0, np.diag(self.confusion) / np.maximum(support, 1), np.nan)
 
 
-def evaluate_per_class(run: Run, *, device: str = "cpu", limit: int | None = None, batch_size: int = 500) -> ClassEval:
-    """Load the run's best.pt, rebuild its data and count test predictions per class.
+def evaluate_per_class(run: Run, *, device: str = "cpu", limit: int | None = None) -> ClassEval:
+    """The test predictions of the run's best.pt, counted per class.
 
-    Raises (ClassbenchError, ImportError, ...) when the checkpoint or the data
-    cannot be loaded; the report turns that into a note.
+    The evaluation is :func:`classbench.inference.evaluate.evaluate_checkpoint`, the trainer's own
+    (normalisation, memory format, precision, ``eval.tta``), so without ``limit`` the top-1 here is
+    summary.json's ``test_top1``.  Raises (ClassbenchError, ImportError, ...) when the checkpoint or the
+    data cannot be loaded; the report turns that into a note.
     """
     import torch
 
-    from ..config import from_yaml_text
-    from ..data import build_data
-    from ..train.checkpoint import build_model_from_checkpoint, load_checkpoint, resolve_checkpoint
-    from ..train.evaluate import logits_of
+    from ..inference.evaluate import evaluate_checkpoint
 
-    ckpt_path = resolve_checkpoint(run.path, "best")
-    ckpt = load_checkpoint(ckpt_path)
-    model = build_model_from_checkpoint(ckpt, str(ckpt_path)).to(device).eval()
-    text = ckpt.get("config")
-    if not text and (run.path / "config.yaml").is_file():
-        text = (run.path / "config.yaml").read_text(encoding="utf-8")
-    cfg = from_yaml_text(text or "")
-    data = build_data(cfg.data)
-    test = data.splits["test"]
-    classes = list(ckpt.get("classes") or data.classes)
-    n_cls = int(ckpt.get("num_classes") or len(classes))
-    notes = []
+    m = evaluate_checkpoint(run.path, split="test", kind="best", device=device, with_predictions=True, limit=limit)
+    return _class_eval(run, m)
+
+
+def _class_eval(run: Run, m: dict) -> ClassEval:
+    """Count the predictions of an :func:`evaluate_checkpoint` result (with predictions) per class."""
+    import torch
+
+    classes = [str(c) for c in (m["classes"] or [])]
+    n_cls = m["num_classes"]
     if len(classes) != n_cls:
         classes = [str(i) for i in range(n_cls)]
-    images, labels = test.images, test.labels
-    if limit and limit < len(labels):
-        notes.append(f"evaluated on the first {limit} of {len(labels)} test images (--eval-limit)")
-        images, labels = images[:limit], labels[:limit]
-    inp = ckpt.get("input") or {}
-    mean = inp.get("mean")
-    std = inp.get("std")
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) if mean is not None else None
-    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) if std is not None else None
-    conf = torch.zeros(n_cls, n_cls, dtype=torch.int64)
-    with torch.inference_mode():
-        for i in range(0, len(labels), batch_size):
-            x = images[i : i + batch_size].to(device).float().div_(255.0)
-            if mean_t is not None:
-                x = x - mean_t
-            if std_t is not None:
-                x = x / std_t
-            pred = logits_of(model(x)).argmax(1).cpu()
-            y = labels[i : i + batch_size].cpu()
-            conf += torch.bincount(y * n_cls + pred, minlength=n_cls * n_cls).view(n_cls, n_cls)
-    step = ckpt.get("step")
-    return ClassEval(run, ckpt_path, classes, conf.numpy(), int(step) if isinstance(step, int) else None, notes)
+    notes = []
+    if m["count"] < m["split_size"]:
+        notes.append(f"evaluated on the first {m['count']} of {m['split_size']} test images (--eval-limit)")
+    conf = torch.bincount(m["target"] * n_cls + m["pred"], minlength=n_cls * n_cls).view(n_cls, n_cls)
+    step = m["step"]
+    return ClassEval(run, Path(m["checkpoint"]), classes, conf.numpy(), int(step) if isinstance(step, int) else None, notes)
 
 
 # ---------------------------------------------------------------- config differences
@@ -178,6 +167,11 @@ main { padding:8px 40px 60px; max-width:1500px; }
 section { margin-top:28px; }
 h2 { font-size:19px; font-weight:600; border-bottom:1px solid var(--line); padding-bottom:6px; margin:0 0 12px; }
 h3 { font-size:15px; font-weight:600; margin:18px 0 8px; }
+h4 { font-size:13px; font-weight:600; margin:14px 0 6px; }
+.verdict { font-size:15px; border-left:4px solid var(--accent); }
+.verdict li { margin:4px 0; } .verdict li.sig { font-weight:600; }
+.arm-analysis { border-top:1px solid var(--line); margin-top:18px; }
+.arm-analysis img.fig { max-width:600px; }
 p.note, .note { color:var(--muted); font-size:13px; }
 .scroll { overflow-x:auto; }
 td.nowrap { white-space:nowrap; }
@@ -267,14 +261,14 @@ def _per_class_html(ev: ClassEval) -> str:
     return f"<div class='perclass'>{''.join(chunks)}</div>"
 
 
-def _confusion_html(ev: ClassEval) -> str:
+def _confusion_html(ev: ClassEval, table_id: str = "confusion-matrix") -> str:
     cm = ev.confusion
     n = len(ev.classes)
     if n > MAX_TABLE_CLASSES:
         return _img(_confusion_png(ev), f"confusion matrix of {ev.run.label}")
     rows_sum = cm.sum(axis=1, keepdims=True)
     frac = cm / np.maximum(rows_sum, 1)
-    out = ["<table class='cm' id='confusion-matrix'><thead><tr><th>true \\ predicted</th>"]
+    out = [f"<table class='cm' id='{esc(table_id)}'><thead><tr><th>true \\ predicted</th>"]
     out += [f"<th class='rot'>{esc(c)}</th>" for c in ev.classes]
     out.append("</tr></thead><tbody>")
     for i in range(n):
@@ -312,7 +306,7 @@ def _confusion_png(ev: ClassEval) -> bytes:
 
 def _config_diff_html(runs: Sequence[Run], colors: dict[str, str]) -> str:
     if not any(r.config for r in runs):
-        return "<p class='note'>No run has a readable config.yaml.</p>"
+        return f"<p class='note'>No run has a readable {CONFIG}.</p>"
     common, diffs, keys = config_differences(runs)
     out = []
     if len(runs) < 2:
@@ -353,18 +347,110 @@ def _env_html(runs: Sequence[Run]) -> str:
     return "".join(out)
 
 
-def pick_best_run(rows: list[dict], runs: Sequence[Run]) -> Run | None:
-    """The best run that has a best.pt: by the honest selection, then by best-any-step."""
-    by_path = {str(r.path): r for r in runs}
-    cands = [row for row in rows if (Path(row["path"]) / "checkpoints" / "best.pt").is_file()]
-    if not cands:
-        return None
+# ---------------------------------------------------------------- the comparison: verdict, arms, per-arm analysis
+def _verdict_html(comp: Comparison) -> str:
+    if len(comp.arms) < 2:
+        what = (f"one arm ({esc(comp.arms[0].label)}, {comp.arms[0].n} run(s))" if comp.arms else "no finished run")
+        return f"<p class='note'>Nothing to compare: {what}. An arm is a set of finished runs whose configs differ only in train.seed.</p>"
+    ref = esc(comp.reference.label)
+    how = f"against the baseline <strong>{ref}</strong>" if comp.baseline else f"against the best arm, <strong>{ref}</strong>"
+    items = "".join(f"<li class='{'sig' if v.significant else 'nosig'}'>{esc(v.sentence)}</li>" for v in comp.verdicts)
+    return (f"<div class='box verdict'><p>Every arm {how}, on test top-1 of the checkpoint chosen on val "
+            f"({SUMMARY}'s test_top1, the honest selection):</p><ul>{items}</ul></div>")
 
-    def key(row):
-        h, a = row["test_at_best_val"], row["best_any_step"]
-        return (h is None, -(h or 0.0), a is None, -(a or 0.0))
 
-    return by_path.get(min(cands, key=key)["path"])
+def _arms_table_html(comp: Comparison, colors: dict[str, str]) -> str:
+    if not comp.arms:
+        return "<p class='note'>No finished run yet.</p>"
+    cols = arm_columns(comp.target)
+    out = ["<div class='scroll'><table id='arms-table'><thead><tr>"]
+    out += [f"<th class='{'' if c == 'arm' else 'num'}'>{esc(c)}</th>" for c in cols]
+    out.append("</tr></thead><tbody>")
+    for i, arm in enumerate(comp.arms):
+        cells = arm_cells(arm, comp.target)
+        sw = f'<span class="swatch" style="background:{esc(colors.get(arm.label, "#888"))}"></span>'
+        out.append(f"<tr class='arm-row{' best' if i == 0 else ''}' data-arm='{esc(arm.label)}'>")
+        out += [f"<td class='run'>{sw}{esc(cells[c])}</td>" if c == "arm" else f"<td class='num'>{esc(cells[c])}</td>" for c in cols]
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    out.append("<p class='note'>Accuracies in %: test top-1 of each run's val-chosen checkpoint, mean ± std over the "
+               "arm's seeds, the Student-t 95 % CI of the mean (none for one run) and the range; cost columns are means "
+               "over the seeds.</p>")
+    tail = [*excluded_lines(comp), *comp.notes]
+    if tail:
+        out.append("<ul class='note'>" + "".join(f"<li>{esc(t)}</li>" for t in tail) + "</ul>")
+    return "".join(out)
+
+
+@dataclass
+class ArmEval:
+    """The per-arm analysis: test predictions of the best.pt of the arm's median seed."""
+
+    arm: Arm
+    classes: ClassEval
+    calibration: stats.Calibration | None
+    plain_top1: float | None  # without TTA, for a run that used TTA
+
+
+def evaluate_arm(arm: Arm, *, device: str = "cpu", limit: int | None = None) -> ArmEval:
+    """Evaluate the arm's median seed's best.pt on the test split through the one checkpoint-evaluation path
+    (with the run's TTA, as summary.json; for a TTA run also without)."""
+    from ..inference.evaluate import evaluate_checkpoint
+
+    run = arm.representative
+    m = evaluate_checkpoint(run.path, split="test", kind="best", device=device, with_predictions=True, limit=limit)
+    cal = None
+    if m.get("confidence") is not None:
+        cal = stats.calibration(m["confidence"].numpy(), (m["pred"] == m["target"]).numpy())
+    plain = None
+    if arm.tta:
+        plain = evaluate_checkpoint(run.path, split="test", kind="best", device=device, limit=limit, tta=False)["top1"]
+    return ArmEval(arm, _class_eval(run, m), cal, plain)
+
+
+def _arm_analysis_html(ae: ArmEval, index: int, colors: dict[str, str]) -> str:
+    ev, arm = ae.classes, ae.arm
+    sw = f'<span class="swatch" style="background:{esc(colors.get(arm.label, "#888"))}"></span>'
+    seed = "its only run" if arm.n == 1 else f"its median seed of {arm.n}"
+    acc = f"test top-1 <strong>{100 * ev.top1:.2f}%</strong>"
+    if ae.plain_top1 is not None:
+        acc += f" with TTA (flip-averaged, as trained) · <strong>{100 * ae.plain_top1:.2f}%</strong> plain (no TTA)"
+    out = [f"<div class='arm-analysis' data-arm='{esc(arm.label)}'><h3>{sw}{esc(arm.label)}</h3>",
+           f"<p>{seed}: <code>{esc(ev.run.rel)}</code>, checkpoint <code>{checkpoint_rel('best')}</code>"
+           f"{'' if ev.step is None else f' at step {ev.step}'}: {acc} on {ev.count} images.</p>"]
+    out += [f"<p class='note'>{esc(n)}</p>" for n in ev.notes]
+    out.append("<h4>Per-class accuracy (test)</h4>" + _per_class_html(ev))
+    out.append("<h4>Confusion matrix (test; rows = true class, columns = predicted)</h4>")
+    out.append(_confusion_html(ev, "confusion-matrix" if index == 0 else f"confusion-matrix-{index + 1}"))
+    if ae.calibration is not None:
+        cal = ae.calibration
+        out.append(f"<h4>Calibration</h4><p>Expected calibration error (ECE, {len(cal.count)} equal-width confidence bins): "
+                   f"<strong class='ece'>{100 * cal.ece:.2f} %</strong> — the mean gap between confidence and accuracy, "
+                   "weighted by the images in each bin.</p>")
+        out.append(_img(reliability_figure(cal, title=arm.label), f"reliability diagram of {arm.label}"))
+    out.append("</div>")
+    return "".join(out)
+
+
+def _per_arm_html(comp: Comparison, colors: dict[str, str], *, per_class: bool, device: str, limit: int | None) -> str:
+    arms = [a for a in comp.arms if RunFolder(a.representative.path).best_pt.is_file()]
+    if not arms:
+        return f"<p class='note'>No finished run has a {checkpoint_rel('best')}, so there is no per-class analysis.</p>"
+    if not per_class:
+        return "<p class='note'>Per-class analysis skipped (--no-per-class).</p>"
+    out = []
+    for i, arm in enumerate(arms[:MAX_ARMS_ANALYSED]):
+        try:
+            ae = evaluate_arm(arm, device=device, limit=limit)
+        except Exception as e:  # data or checkpoint unavailable: a note, not a failure
+            out.append(f"<div class='box warn'>Could not evaluate <code>{esc(arm.representative.rel)}</code> of arm "
+                       f"{esc(arm.label)} on the test split: {esc(type(e).__name__)}: {esc(e)}</div>")
+            continue
+        out.append(_arm_analysis_html(ae, i, colors))
+    if len(arms) > MAX_ARMS_ANALYSED:
+        out.append(f"<p class='note'>{len(arms) - MAX_ARMS_ANALYSED} more arms not analysed (the best "
+                   f"{MAX_ARMS_ANALYSED} are; use --filter or --group to pick others).</p>")
+    return "".join(out)
 
 
 def build_report(
@@ -379,16 +465,22 @@ def build_report(
     eval_limit: int | None = None,
     smooth: float = 0.0,
     x: str = "step",
+    baseline: str | None = None,
+    band: str = "minmax",
 ) -> str:
     """The whole report as one HTML string."""
     from .. import __version__
 
     split, metric = "test", "top1"
+    comp = build_comparison(runs, baseline=baseline)
     rows = summarize(runs, split=split, metric=metric)
     order = {row["path"]: i for i, row in enumerate(rows)}
     runs = sorted(runs, key=lambda r: order.get(str(r.path), 0))
     colors = run_colors(runs)
-    figs = make_figures(runs, x=x, smooth=smooth, title=group)
+    acolors = arm_colors(comp.arms)
+    by_arm = comp.by_arm_default
+    figs = (make_arm_figures(comp.arms, x=x, smooth=smooth, band=band, title=group) if by_arm
+            else make_figures(runs, x=x, smooth=smooth, title=group))
 
     what = f"group {group}" if group else (f"runs matching {filter}" if filter else "all runs")
     title = title or f"classbench report — {what}"
@@ -407,9 +499,14 @@ def build_report(
         f"from <code>{esc(runs_dir or '')}</code> · generated {esc(generated)} · classbench {esc(__version__)}</div></header>"
     )
     parts.append(
-        "<nav><a href='#summary'>Summary</a><a href='#curves'>Curves</a><a href='#size'>Size</a>"
-        "<a href='#best'>Best run</a><a href='#configs'>Configs</a><a href='#runs'>Runs</a></nav><main>"
+        "<nav><a href='#verdict'>Verdict</a><a href='#arms'>Arms</a><a href='#summary'>Runs table</a>"
+        "<a href='#curves'>Curves</a><a href='#size'>Size</a><a href='#per-arm'>Per arm</a>"
+        "<a href='#configs'>Configs</a><a href='#runs'>Runs</a></nav><main>"
     )
+
+    # The verdict first, then the arms it is about.
+    parts.append("<section id='verdict'><h2>Verdict</h2>" + _verdict_html(comp) + "</section>")
+    parts.append("<section id='arms'><h2>Arms</h2>" + _arms_table_html(comp, acolors) + "</section>")
 
     warn_notes = [(r, n) for r in runs for n in r.warnings]
     if warn_notes:
@@ -417,18 +514,19 @@ def build_report(
         more = f"<li>… and {len(warn_notes) - 50} more</li>" if len(warn_notes) > 50 else ""
         parts.append(f"<div class='box warn' id='warnings'><strong>Warnings</strong><ul>{items}{more}</ul></div>")
 
-    # Summary
-    parts.append("<section id='summary'><h2>Summary</h2>")
+    # One row per run
+    parts.append("<section id='summary'><h2>Runs table</h2>")
     parts.append("<div class='box'>" + "<br>".join(esc(e) for e in explanation(split, metric)) + "</div>")
     parts.append(_summary_table(rows, colors, split, metric))
-    parts.append("<p class='note'>Sorted by the first accuracy column, best first. Both columns are test scores: the first "
+    parts.append("<p class='note'>Sorted by the second accuracy column (the honest one), best first. Both columns are test scores: the first "
                  "may pick a different step for every run by looking at the test set; the second picks the checkpoint on val "
                  "and only then reads the test score.</p></section>")
 
     # Curves
     parts.append("<section id='curves'><h2>Learning curves</h2>")
-    parts.append("<p class='note'>Colour = run (the same in every figure); line style = split "
-                 "(train solid, val dashed, test dash-dot, train_subset dotted)"
+    band_text = "min to max over the seeds" if band == "minmax" else "the 95 % CI of the mean over the seeds"
+    parts.append(f"<p class='note'>Colour = {'arm: its mean curve over seeds, shaded ' + band_text if by_arm else 'run'} "
+                 "(the same in every figure); line style = split (train solid, val dashed, test dash-dot, train_subset dotted)"
                  + (f"; train lines smoothed with EMA {smooth}" if smooth else "") + ".</p>")
     for m in ("loss", "top1", "top5"):
         if f"{m}.png" in figs:
@@ -439,33 +537,8 @@ def build_report(
     parts.append(_img(figs["size.png"], "accuracy against parameters"))
     parts.append("</section>")
 
-    # Best run
-    parts.append("<section id='best'><h2>Best run: per-class accuracy and confusion matrix</h2>")
-    best = pick_best_run(rows, runs)
-    if best is None:
-        parts.append("<p class='note'>No run has a checkpoints/best.pt yet, so there is no per-class analysis.</p>")
-    elif not per_class:
-        parts.append(f"<p class='note'>Per-class analysis of {esc(best.rel)} skipped (--no-per-class).</p>")
-    else:
-        try:
-            ev = evaluate_per_class(best, device=device, limit=eval_limit)
-        except Exception as e:  # data or checkpoint unavailable: a note, not a failure
-            parts.append(
-                f"<div class='box warn'>Could not evaluate the best run <code>{esc(best.rel)}</code> on the test split: "
-                f"{esc(type(e).__name__)}: {esc(e)}</div>"
-            )
-        else:
-            parts.append(
-                f"<p><strong>{esc(best.label)}</strong> (<code>{esc(best.rel)}</code>), checkpoint "
-                f"<code>checkpoints/best.pt</code>{'' if ev.step is None else f' at step {ev.step}'}: test top-1 "
-                f"<strong>{100 * ev.top1:.2f}%</strong> on {ev.count} images.</p>"
-            )
-            for n in ev.notes:
-                parts.append(f"<p class='note'>{esc(n)}</p>")
-            parts.append("<h3>Per-class accuracy (test)</h3>")
-            parts.append(_per_class_html(ev))
-            parts.append("<h3>Confusion matrix (test; rows = true class, columns = predicted)</h3>")
-            parts.append(_confusion_html(ev))
+    parts.append("<section id='per-arm'><h2>Per arm: per-class accuracy, confusion matrix and calibration</h2>")
+    parts.append(_per_arm_html(comp, acolors, per_class=per_class, device=device, limit=eval_limit))
     parts.append("</section>")
 
     parts.append("<section id='configs'><h2>Config differences</h2>")

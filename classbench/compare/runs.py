@@ -13,7 +13,6 @@ an exception.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -24,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .. import runfolder
 from ..errors import ClassbenchError
 from ..config import flatten
-from ..io import read_jsonl
+from ..runfolder import RunFolder, discover, is_run_dir  # noqa: F401 - discover/is_run_dir: the readers' entry points
 
 #: A run without status.json/summary.json whose files have not changed for this
 #: long is considered crashed rather than still starting up.
@@ -34,7 +34,7 @@ STALE_AFTER_S = 30 * 60
 
 #: Every status a run can have.  The first five come from status.json; the last
 #: is derived (a run that says "running" but whose process is gone).
-STATUSES = ("running", "finished", "failed", "interrupted", "nonfinite", "crashed")
+STATUSES = (*runfolder.STATUSES, "crashed")
 
 #: Metric keys that are not metrics.
 NON_METRIC_KEYS = {"step", "epoch", "split", "time"}
@@ -123,8 +123,12 @@ class Run:
         return max(steps) if steps else None
 
     @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.path)
+
+    @property
     def best_checkpoint(self) -> Path:
-        return self.path / "checkpoints" / "best.pt"
+        return self.folder.best_pt
 
     def config_flat(self) -> dict[str, Any]:
         return flatten(self.config)
@@ -146,11 +150,6 @@ def _read_yaml(path: Path) -> Any:
     conf = OmegaConf.load(path)
     # Leave ${...} interpolations as text: a config that fails to resolve must not break a reader.
     return OmegaConf.to_container(conf, resolve=False)
-
-
-def _read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def _get(tree: Any, dotted: str) -> Any:
@@ -187,46 +186,7 @@ def pid_alive(pid: Any) -> bool:
     return True
 
 
-def _last_update(folder: Path) -> float:
-    latest = 0.0
-    for name in ("metrics.jsonl", "status.json", "config.yaml", "summary.json"):
-        try:
-            latest = max(latest, (folder / name).stat().st_mtime)
-        except OSError:
-            pass
-    return latest
-
-
-# -- discovery ----------------------------------------------------------------
-
-
-def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() or (path / "metrics.jsonl").is_file()
-
-
-def discover(runs_dir: str | os.PathLike) -> list[Path]:
-    """Every run folder under ``runs_dir`` (itself included), sorted by path.
-
-    A run folder is one that holds config.yaml or metrics.jsonl; the walk does
-    not descend into run folders (their checkpoints/ etc. are not runs).
-    """
-    root = Path(runs_dir)
-    if not root.exists():
-        raise ClassbenchError(
-            f"Runs folder {root} does not exist. Train something first (`classbench train ...`) "
-            "or pass the folder that holds your runs, e.g. `classbench summary path/to/runs`."
-        )
-    if not root.is_dir():
-        raise ClassbenchError(f"{root} is not a folder. Pass the folder that holds your runs.")
-    found: list[Path] = []
-    for dirpath, dirnames, _files in os.walk(root, followlinks=False):
-        p = Path(dirpath)
-        if is_run_dir(p):
-            found.append(p)
-            dirnames[:] = []
-            continue
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-    return sorted(found)
+# -- discovery (the folder format is classbench.runfolder's) --------------------------------
 
 
 def load_run(path: str | os.PathLike, runs_dir: str | os.PathLike | None = None, *, now: float | None = None) -> Run:
@@ -240,49 +200,47 @@ def load_run(path: str | os.PathLike, runs_dir: str | os.PathLike | None = None,
     if rel in ("", "."):
         rel = path.name or path.as_posix()
 
+    folder = RunFolder(path)
     config: dict[str, Any] = {}
-    if (path / "config.yaml").is_file():
-        try:
-            loaded = _read_yaml(path / "config.yaml")
-            if isinstance(loaded, dict):
-                config = loaded
-            else:
-                notes.append(f"{path / 'config.yaml'} is not a mapping; ignoring it")
-        except Exception as e:  # a half-written or hand-edited file must not break anything
-            notes.append(f"cannot read {path / 'config.yaml'}: {e}")
+    if folder.config_yaml.exists():
+        from ..config import load_run_config, to_dict
+
+        try:  # untrusted: bounded YAML, no interpolation, known keys (the config-data loader)
+            config = to_dict(load_run_config(path, check=False))
+        except ClassbenchError as e:  # a half-written or hand-edited file must not break anything
+            notes.append(f"ignoring the run's config: {e}")
     else:
-        notes.append(f"{path} has no config.yaml")
+        notes.append(f"{path} has no {runfolder.CONFIG}")
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        metrics = read_jsonl(path / "metrics.jsonl", warn=True)
+        metrics = runfolder.read_metrics(path, warn=True)
     notes.extend(str(w.message) for w in caught)
 
     summary: dict[str, Any] | None = None
-    if (path / "summary.json").is_file():
+    if folder.summary_json.is_file():
         try:
-            s = _read_json(path / "summary.json")
+            s = runfolder.read_summary(path)
             summary = s if isinstance(s, dict) else None
             if summary is None:
-                notes.append(f"{path / 'summary.json'} is not a JSON object; ignoring it")
+                notes.append(f"{folder.summary_json} is not a JSON object; ignoring it")
         except (OSError, ValueError) as e:
-            notes.append(f"cannot read {path / 'summary.json'}: {e}")
+            notes.append(f"cannot read {folder.summary_json}: {e}")
 
     status_info: dict[str, Any] = {}
-    if (path / "status.json").is_file():
+    if folder.status_json.is_file():
         try:
-            s = _read_json(path / "status.json")
+            s = runfolder.read_status(path)
             status_info = s if isinstance(s, dict) else {}
         except (OSError, ValueError) as e:
-            notes.append(f"cannot read {path / 'status.json'}: {e}")
+            notes.append(f"cannot read {folder.status_json}: {e}")
 
     env: dict[str, Any] = {}
-    if (path / "env.json").is_file():
-        try:
-            e_ = _read_json(path / "env.json")
-            env = e_ if isinstance(e_, dict) else {}
-        except (OSError, ValueError):
-            pass
+    try:
+        e_ = runfolder.read_env(path)
+        env = e_ if isinstance(e_, dict) else {}
+    except (OSError, ValueError):
+        pass
 
     status = _status(path, summary, status_info, now=now)
     if status == "running":
@@ -328,20 +286,21 @@ def _status(path: Path, summary: dict | None, info: dict, *, now: float | None) 
             return "running" if pid_alive(info.get("pid")) else "crashed"
         # Another machine: we cannot see its processes; judge by activity.
         now = time.time() if now is None else now
-        return "running" if now - _last_update(path) < STALE_AFTER_S else "crashed"
+        return "running" if now - runfolder.last_update(path) < STALE_AFTER_S else "crashed"
     if s in STATUSES:
         return s  # finished without summary.json counts as finished (summary may be written next)
     # No usable status.json and no summary: starting up, or dead.
     now = time.time() if now is None else now
-    return "running" if now - _last_update(path) < STALE_AFTER_S else "crashed"
+    return "running" if now - runfolder.last_update(path) < STALE_AFTER_S else "crashed"
 
 
 # -- groups -------------------------------------------------------------------
 
 
 def _default_groups_files() -> list[Path]:
-    pkg_root = Path(__file__).resolve().parents[2]
-    return [Path("configs") / "groups.yaml", pkg_root / "configs" / "groups.yaml"]
+    from ..config import config_dirs  # the packaged configs of an installed wheel, else the checkout's
+
+    return [Path("configs") / "groups.yaml", *(d / "groups.yaml" for d in config_dirs())]
 
 
 def load_groups(path: str | os.PathLike | None = None) -> dict[str, list[str]]:
@@ -425,7 +384,7 @@ def load_runs(
             what.append(f"in group {group!r}")
         raise ClassbenchError(
             f"No runs found under {runs_dir}" + (" " + " and ".join(what) if what else "") + ". "
-            "A run folder holds config.yaml or metrics.jsonl."
+            f"A run folder holds {runfolder.CONFIG} or {runfolder.METRICS}."
         )
     assign_labels(runs)
     if warn:

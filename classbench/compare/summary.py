@@ -2,7 +2,7 @@
 
 Two selections are reported side by side, always labelled:
 
-* ``best_any_step`` -- seed 002's number: the best value of the metric over
+* ``best_any_step`` -- the best value of the metric over
   *all* evaluated steps of the split.  On the test split this picks the step by
   looking at the test score, so it is optimistic.
 * ``test_at_best_val`` -- the honest number: the test score of the checkpoint
@@ -19,6 +19,7 @@ import json
 import math
 from typing import Any, Iterable
 
+from .. import runfolder
 from .runs import LOWER_IS_BETTER, Run, is_number
 
 SPLITS = ("val", "test", "train_subset")
@@ -34,11 +35,11 @@ def selection_labels(split: str, metric: str) -> dict[str, str]:
     agg = "lowest" if metric in LOWER_IS_BETTER else "best"
     return {
         "best_any_step": (
-            f"{agg} {split} {m} over all evaluated steps (seed 002's selection"
-            + ("; optimistic: the step is chosen by the test score itself)" if split == "test" else ")")
+            f"{agg} {split} {m} over all evaluated steps"
+            + (" (optimistic: the step is chosen by the test score itself)" if split == "test" else "")
         ),
         "test_at_best_val": (
-            f"test {m} of the checkpoint chosen on val top-1 (best.pt; the honest selection)"
+            f"test {m} of the checkpoint chosen on val top-1 ({runfolder.BEST_PT}, saved at the best val step)"
         ),
     }
 
@@ -51,17 +52,17 @@ def _test_at_best_val(run: Run, metric: str) -> tuple[float | None, int | None, 
         step = s.get("best_val_step")
         if not is_number(step):
             step = s.get("best_step")
-        return float(s[f"test_{metric}"]), (int(step) if is_number(step) else None), str(sel), "summary.json"
+        return float(s[f"test_{metric}"]), (int(step) if is_number(step) else None), str(sel), runfolder.SUMMARY
     # From metrics.jsonl: the test value at the step where val top-1 was best.
     best_val = run.best("val", "top1")
     if best_val is not None:
         v = run.value_at("test", metric, best_val[1])
-        return v, best_val[1], "val", ("metrics.jsonl" if v is not None else None)
+        return v, best_val[1], "val", (runfolder.METRICS if v is not None else None)
     if s is not None and is_number(s.get("best_step")):
         step = int(s["best_step"])
         sel = str(s.get("selection_split") or "val")
         v = run.value_at("test", metric, step)
-        return v, step, sel, ("metrics.jsonl" if v is not None else None)
+        return v, step, sel, (runfolder.METRICS if v is not None else None)
     return None, None, None, None
 
 
@@ -78,8 +79,9 @@ def _num(d: dict | None, key: str) -> float | None:
     return None
 
 
-def summarize(runs: Iterable[Run], *, split: str = "test", metric: str = "top1", sort: str = "best_any_step") -> list[dict[str, Any]]:
-    """One dict per run with explicit keys (the JSON output), sorted best first."""
+def summarize(runs: Iterable[Run], *, split: str = "test", metric: str = "top1", sort: str = "test_at_best_val") -> list[dict[str, Any]]:
+    """One dict per run with explicit keys (the JSON output), sorted best first: by default by the honest
+    column (test score of the val-chosen checkpoint), then by the other."""
     labels = selection_labels(split, metric)
     rows = []
     for run in runs:
@@ -109,12 +111,14 @@ def summarize(runs: Iterable[Run], *, split: str = "test", metric: str = "top1",
                 "flops": _num(run.summary, "flops"),
                 "wall_time_s": wall,
                 "train_img_per_s": _img_per_s(run),
+                # summary.json's flag (None before it existed or while running): other processes competed
+                "train_img_per_s_under_load": (run.summary or {}).get("train_img_per_s_under_load"),
                 "steps": _num(run.summary, "steps") if run.summary else run.last_step(),
                 "selection": dict(labels),
                 "warnings": list(run.warnings),
             }
         )
-    key = sort if sort in ("best_any_step", "test_at_best_val") else "best_any_step"
+    key = sort if sort in ("best_any_step", "test_at_best_val") else "test_at_best_val"
     other = "test_at_best_val" if key == "best_any_step" else "best_any_step"
     lower = metric in LOWER_IS_BETTER
 
@@ -202,7 +206,7 @@ def format_cell(row: dict, key: str) -> str:
         s = fmt_metric(v, metric)
         if v is not None and row.get("test_at_best_val_selected_on") not in (None, "val"):
             s += f" (sel. on {row['test_at_best_val_selected_on']})"
-        if v is not None and row.get("test_at_best_val_source") == "metrics.jsonl":
+        if v is not None and row.get("test_at_best_val_source") == runfolder.METRICS:
             s += "*"
         return s
     if key in ("best_any_step_at", "test_at_best_val_step"):
@@ -212,7 +216,7 @@ def format_cell(row: dict, key: str) -> str:
     if key == "wall_time_s":
         return fmt_duration(v)
     if key == "train_img_per_s":
-        return fmt_rate(v)
+        return fmt_rate(v) + (" (under load)" if v is not None and row.get("train_img_per_s_under_load") else "")
     return "–" if v is None else str(v)
 
 
@@ -223,12 +227,12 @@ def explanation(split: str, metric: str) -> list[str]:
     return [
         f"'best {split} {m} @ any step' = {labels['best_any_step']}.",
         f"'test {m} @ best-val ckpt' = {labels['test_at_best_val']}; "
-        "* marks an unfinished run, read from metrics.jsonl at the step where val top-1 was best.",
+        f"* marks an unfinished run, read from {runfolder.METRICS} at the step where val top-1 was best.",
     ]
 
 
 def _md_escape(s: str) -> str:
-    return s.replace("|", "\\|")
+    return runfolder.plain_text(s).replace("|", "\\|")  # names come from run folders: no terminal escapes
 
 
 def to_markdown(rows: list[dict], split: str, metric: str) -> str:
@@ -247,7 +251,7 @@ CSV_KEYS = [
     "best_any_step", "best_any_step_at", "best_any_step_selection",
     "test_at_best_val", "test_at_best_val_step", "test_at_best_val_selected_on", "test_at_best_val_source",
     "test_at_best_val_selection",
-    "params", "flops", "wall_time_s", "train_img_per_s", "steps",
+    "params", "flops", "wall_time_s", "train_img_per_s", "train_img_per_s_under_load", "steps",
 ]
 
 
@@ -259,8 +263,13 @@ def to_csv(rows: list[dict]) -> str:
         flat = dict(row)
         flat["best_any_step_selection"] = row["selection"]["best_any_step"]
         flat["test_at_best_val_selection"] = row["selection"]["test_at_best_val"]
-        w.writerow({k: ("" if flat.get(k) is None else flat.get(k)) for k in CSV_KEYS})
+        w.writerow(_csv_row(flat, CSV_KEYS))
     return buf.getvalue()
+
+
+def _csv_row(row: dict, keys: list[str]) -> dict:
+    """Names come from run folders: a cell starting with = + - @ must not become a spreadsheet formula."""
+    return {k: ("" if row.get(k) is None else runfolder.csv_cell(row.get(k))) for k in keys}
 
 
 def to_json(rows: list[dict]) -> str:
@@ -275,3 +284,41 @@ def render(rows: list[dict], fmt: str, split: str, metric: str) -> str:
     if fmt == "json":
         return to_json(rows)
     raise ValueError(f"unknown format {fmt!r}")
+
+
+# -- arms (runs that differ only in their seed): the comparison object's table ---------------------
+
+
+ARM_CSV_KEYS = ["arm", "config", "n", "mean", "std", "ci95_low", "ci95_high", "min", "max",
+                "best_val_top1_mean", "params", "flops", "train_img_per_s", "wall_time_s", "runs"]
+
+
+def arms_note() -> str:
+    return ("> Per arm (runs whose configs differ only in train.seed): test top-1 of the checkpoint chosen on val "
+            f"({runfolder.checkpoint_rel('best')}, the honest selection), mean ± std over seeds, the Student-t 95 % CI of "
+            "the mean, and the range; best first.")
+
+
+def render_arms(comp, fmt: str) -> str:
+    """``summary --by arm``: the verdict, then one row per arm (the JSON is the list of arms)."""
+    from .comparison import arms_markdown, excluded_lines, verdict_markdown
+
+    if fmt == "json":
+        return json.dumps(comp.arms_json(), indent=2, default=str) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=ARM_CSV_KEYS, lineterminator="\n")
+        w.writeheader()
+        for a in comp.arms_json():
+            ci = a["ci95"] or [None, None]
+            row = {**a, "ci95_low": ci[0], "ci95_high": ci[1], "runs": " ".join(a["runs"]),
+                   "best_val_top1_mean": (a["best_val_top1"] or {}).get("mean")}
+            w.writerow(_csv_row(row, ARM_CSV_KEYS))
+        return buf.getvalue()
+    if fmt != "markdown":
+        raise ValueError(f"unknown format {fmt!r}")
+    parts = [verdict_markdown(comp), arms_note() + "\n", arms_markdown(comp)]
+    tail = [*excluded_lines(comp), *comp.notes]
+    if tail:
+        parts.append("\n".join(f"> {t}" for t in tail) + "\n")
+    return "\n".join(p for p in parts if p)

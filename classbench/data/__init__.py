@@ -7,11 +7,20 @@ with the normalisation statistics of the training split.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from .splits import channel_stats, stratified_holdout, take
+from .splits import (
+    balance_warnings,
+    channel_stats,
+    class_counts,
+    stratified_holdout,
+    stratified_subset,
+    take,
+    usable_std,
+)
 from .types import Split
 
 ENV_VAR = "CLASSBENCH_DATA"
@@ -25,6 +34,10 @@ class Data:
     std: tuple[float, ...]
     root: str | None = None
     notes: list[str] = field(default_factory=list)
+    # Problems a run should report (a split missing classes, unbalanced, a constant channel);
+    # build_data also emits each as a warning.  JSON-ready, like class_counts.
+    warnings: list[str] = field(default_factory=list)
+    class_counts: dict[str, list[int]] = field(default_factory=dict)  # split -> images per class
 
     @property
     def num_classes(self) -> int:
@@ -109,8 +122,22 @@ def _load_raw(cfg) -> tuple[Split, Split, list[str], Path | None]:
     raise DataError(f"Unknown dataset {cfg.name!r}; use cifar10, cifar100, imagefolder or synthetic.")
 
 
+# The config key that sets each split's size, for advice in warnings.
+_SIZE_KEYS = {"train": "data.train_size", "val": "data.val_size", "test": "data.test_size",
+              "train_subset": "data.train_subset_size"}
+
+
 def build_data(cfg) -> Data:
-    """All splits for a run: train (after the val hold-out), val, test, train_subset."""
+    """All splits for a run: train (after the val hold-out), val, test, train_subset.
+
+    Every split smaller than its source is class-stratified and seeded by
+    ``data.split_seed``: val is held out of the training images; train
+    (``data.train_size``), test (``data.test_size``) and train_subset
+    (``data.train_subset_size``, drawn from the training split in use) are
+    subsets, each from its own random stream.  A split that lacks classes or is
+    badly unbalanced, and a constant image channel, become warnings: emitted,
+    and kept in ``Data.warnings`` for the run's summary.
+    """
     train, test, classes, root = load_raw(cfg)
     splits: dict[str, Split] = {}
     if cfg.val_size:
@@ -121,12 +148,18 @@ def build_data(cfg) -> Data:
         keep, held = stratified_holdout(train.labels, cfg.val_size, cfg.split_seed)
         splits["val"] = take(train, held)
         train = take(train, keep)
-    if cfg.train_size:
-        train = take(train, slice(0, cfg.train_size))
+    train = stratified_subset(train, cfg.train_size, cfg.split_seed, "train")
     splits["train"] = train
-    splits["test"] = take(test, slice(0, cfg.test_size)) if cfg.test_size else test
-    splits["train_subset"] = take(train, slice(0, cfg.train_subset_size or len(train)))
+    splits["test"] = stratified_subset(test, cfg.test_size, cfg.split_seed, "test")
+    splits["train_subset"] = stratified_subset(train, cfg.train_subset_size, cfg.split_seed, "train_subset")
+    splits = {k: splits[k] for k in ("train", "val", "test", "train_subset") if k in splits}
+    counts = {k: class_counts(v, len(classes)) for k, v in splits.items()}
+    notes = balance_warnings(counts, list(classes), _SIZE_KEYS)
     # Always measured (the run records it); the loader applies it only with data.normalize.
     mean, std = channel_stats(train.images)
-    return Data(splits={k: splits[k] for k in ("train", "val", "test", "train_subset") if k in splits},
-                classes=list(classes), mean=mean, std=std, root=str(root) if root else None)
+    std, constant = usable_std(std)
+    notes += constant
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return Data(splits=splits, classes=list(classes), mean=mean, std=std, root=str(root) if root else None,
+                warnings=notes, class_counts=counts)

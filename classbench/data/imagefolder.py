@@ -2,7 +2,9 @@
 
 Images (PNG, JPEG or anything else Pillow reads) are decoded to RGB by a pool of
 threads (Pillow releases the GIL while decoding) straight into one
-preallocated uint8 array of shape (N, 3, H, W).
+preallocated uint8 array of shape (N, 3, H, W).  Files are opened through
+``images.read_image`` (regular files only, bounded sizes), and the array's size
+is checked against the available memory before it is allocated.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import torch
 from PIL import Image
 
 from ..errors import DataError
+from .images import image_size as header_size
+from .images import is_image_candidate, read_image
+from .memory import check_fits
 from .types import Split
 
-# Files that operating systems drop into folders; never images, never errors.
-_JUNK = frozenset({"thumbs.db", "desktop.ini"})
 _CHUNK = 256  # images per task handed to a thread
 
 
@@ -39,11 +42,8 @@ def _subdirs(folder: Path) -> list[str]:
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(
-        Path(e.path)
-        for e in os.scandir(folder)
-        if e.is_file() and not e.name.startswith(".") and e.name.lower() not in _JUNK
-    )
+    # Not only regular files: a FIFO or a device among the images is refused by name when read, not skipped.
+    return sorted(Path(e.path) for e in os.scandir(folder) if is_image_candidate(e))
 
 
 def _list_split(split_dir: Path, classes: list[str], limit_per_class: int | None) -> tuple[list[Path], np.ndarray]:
@@ -68,15 +68,7 @@ def _list_split(split_dir: Path, classes: list[str], limit_per_class: int | None
 
 
 def _open_rgb(path: Path, image_size: int | None) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            if image_size is not None and img.format == "JPEG":
-                img.draft("RGB", (image_size, image_size))  # cheap JPEG downscale; never below the target
-            img = img.convert("RGB")  # forces a full decode while the file is open
-    except Exception as e:  # UnidentifiedImageError, truncated data, decompression bombs, ...
-        raise DataError(
-            f"{path}: cannot be read as an image ({type(e).__name__}: {e}). Remove or replace the file."
-        ) from e
+    img = read_image(path, "RGB", draft=image_size)  # a JPEG is decoded at a cheap reduced scale
     if image_size is not None and img.size != (image_size, image_size):
         img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)  # antialiased when shrinking
     return img
@@ -171,7 +163,15 @@ def load_imagefolder(
     if image_size is not None:
         size = (image_size, image_size)
     else:
-        size = _open_rgb(train_paths[0], None).size
+        size = header_size(train_paths[0])  # the header only: the pixels are decoded once, below
+    n = len(train_paths) + len(test_paths)
+    # The splits (val hold-out, subsets) copy the training images once more while they are made.
+    check_fits(
+        (2 * len(train_paths) + len(test_paths)) * 3 * size[0] * size[1],
+        f"Loading {root}: {n} images of {size[0]}x{size[1]} RGB"
+        + (" (data.image_size)" if image_size is not None else f" (the size of {train_paths[0]})"),
+        "Set data.image_size=N to resize every image to NxN, or use fewer images.",
+    )
     with ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="classbench-decode") as pool:
         train_images = _decode_all(train_paths, image_size, size, train_paths[0], pool)
         test_images = _decode_all(test_paths, image_size, size, train_paths[0], pool)

@@ -15,6 +15,11 @@ resuming redraws the same epoch plan and skips the batches already seen.
 Under DDP every rank draws the same plan and takes a disjoint slice of each
 global batch, so the union over ranks of one step is exactly the batch a single
 process would see.
+
+More augmentation (``augment=``, :mod:`classbench.data.augment`: a policy,
+random-resized crop, rotation, Cutout) draws its per-image parameters into the
+same epoch plan, after the permutation, offsets and flips, so without it the
+batches are exactly those of the plain pad-crop and flip.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from .augment import Augment
 from .types import Split
 
 
@@ -57,7 +63,8 @@ def to_float(images: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, cha
 class DeviceLoader:
     """Batches of one split, resident on `device`.
 
-    `train=True`: shuffled each epoch, random pad-crop and flip, drop_last.
+    `train=True`: shuffled each epoch, random pad-crop and flip, drop_last; `augment` adds more
+    (with ``augment.crop == "resized"`` the random-resized crop replaces the pad-crop: `pad` is ignored).
     `train=False`: in order, no augmentation, the last partial batch kept.
     `batch_size` is the global batch; each of `world_size` ranks yields
     `batch_size // world_size` images per step.
@@ -77,9 +84,14 @@ class DeviceLoader:
         channels_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        augment: Augment | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.train = train
+        self.augment = augment.build(*split.image_size) if (augment is not None and train) else None
+        self.resized = self.augment is not None and self.augment.resized
+        if self.resized:
+            pad = 0
         self.pad = pad if train else 0
         self.flip = flip and train
         self.channels_last = channels_last
@@ -127,12 +139,16 @@ class DeviceLoader:
     def load_state_dict(self, state: dict) -> None:
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
-        self._epoch_start_state = state["generator"].clone()
+        # .cpu(): the generator is a CPU one, and a checkpoint loaded with map_location=cuda has its state on the GPU
+        self._epoch_start_state = state["generator"].cpu().clone()
         self.generator.set_state(self._epoch_start_state)
 
     # ------------------------------------------------------------ batches
     def _epoch_plan(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """This rank's indices for the epoch, (steps, local_batch), and per-image crop/flip params."""
+        """This rank's indices for the epoch, (steps, local_batch), and per-image crop/flip params.
+
+        The augmentation's per-image parameters, drawn last, go to ``self._augment_plan``.
+        """
         self._epoch_start_state = self.generator.get_state()
         perm = torch.randperm(self.n, generator=self.generator)
         steps = len(self)
@@ -143,6 +159,11 @@ class DeviceLoader:
         if self.flip:
             cols = torch.randint(0, 2, (self.n,), generator=self.generator, dtype=torch.bool)
         to = lambda t: None if t is None else t.to(self.device, non_blocking=True)  # noqa: E731
+        if self.augment is not None:
+            plan = self.augment.draw(self.n, self.generator)
+            self._augment_plan = {k: to(v) for k, v in plan.items()}
+            # Host copies that group a batch's images by operation without a device sync.
+            self._host_perm, self._host_ops = perm, plan.get("op")
         return perm.to(self.device, non_blocking=True), to(offsets), to(cols)
 
     def _gather(self, idx: torch.Tensor, offsets: torch.Tensor | None, flips: torch.Tensor | None) -> torch.Tensor:
@@ -165,12 +186,22 @@ class DeviceLoader:
             return
         self.generator.set_state(self._epoch_start_state)
         perm, offsets, flips = self._epoch_plan()
-        augment = offsets is not None or flips is not None
+        warp_flips = flips if self.resized else None  # the resized crop flips in its own resampling
+        if self.resized:
+            flips = None
+        gather = offsets is not None or flips is not None
         while self.position < len(perm):
             idx = perm[self.position]
-            raw = self._gather(idx, offsets, flips) if augment else self.images[idx]
+            raw = self._gather(idx, offsets, flips) if gather else self.images[idx]
             self.position += 1
-            yield to_float(raw, self.scale, self.shift, self.channels_last), self.labels[idx]
+            if self.augment is None:
+                yield to_float(raw, self.scale, self.shift, self.channels_last), self.labels[idx]
+                continue
+            p = {k: v[idx] for k, v in self._augment_plan.items()}
+            ops = None if self._host_ops is None else self._host_ops[self._host_perm[self.position - 1]]
+            raw = self.augment.pixels(raw, p, None if warp_flips is None else warp_flips[idx], ops)
+            x = self.augment.erase(to_float(raw, self.scale, self.shift, self.channels_last), p)
+            yield x, self.labels[idx]
         self.epoch += 1
         self.position = 0
         self._epoch_start_state = self.generator.get_state()

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from .memory import check_fits
 from .types import Split
 
 _GRID = 4
@@ -72,6 +73,13 @@ def make_synthetic(
     seed = int(seed)
     if seed < 0:
         raise DataError(f"synthetic data: seed must be >= 0, got {seed}.")
+    pixels = 3 * int(image_size) ** 2
+    # uint8 images of both splits, float32 templates, one float32 work block, and the
+    # splits' copies of the training images (val hold-out, subsets).
+    needed = pixels * (2 * int(train_size) + int(test_size) + 4 * int(num_classes) + 4 * min(4096, int(train_size)))
+    check_fits(needed, f"Synthetic data of {train_size} + {test_size} images of {image_size}x{image_size} "
+                       f"in {num_classes} classes",
+               "Lower data.synthetic_size, data.num_classes or data.image_size.")
     templates = _templates(int(num_classes), int(image_size), np.random.default_rng([seed, 0]))
     train = _make_split(templates, int(train_size), np.random.default_rng([seed, 1]))
     test = _make_split(templates, int(test_size), np.random.default_rng([seed, 2]))

@@ -4,10 +4,13 @@ Per model and mode (train / infer): images per second (``batch / median step tim
 over the timed steps after warm-up), the median step in ms, the achieved GFLOP/s
 (forward FLOPs from :func:`~classbench.models.profile.count_flops` x 3 for a
 training step, x 1 for inference) and the peak memory of the run (see
-:func:`~classbench.models.profile.time_steps` for what is measured on CUDA and CPU).
-The step is the trainer's hot path; the process is set up as the trainer sets it
-up (threads, allocator).  ``matmul_peak_gflops`` measures the fp32 GEMM rate of the
-same device in the same process, the yardstick for "how close to the hardware".
+:func:`~classbench.train.speed.time_steps` for what is measured on CUDA and CPU).
+The step is the trainer's own (:func:`classbench.train.step.train_step`); the process
+is set up as the trainer sets it up (threads, allocator).  ``classbench models --bench``
+shows the same measurement (:func:`add_speed`).  ``matmul_peak_gflops`` measures the GEMM rate of the
+same device in the same process at the precision being benchmarked (bf16/fp16 under that autocast, fp32
+-- under the process's TF32 policy on CUDA -- otherwise), the yardstick for "how close to the hardware".
+A compiled row whose compilation produced no graph (torch fell back to eager) says ``fallback``.
 """
 
 from __future__ import annotations
@@ -25,27 +28,29 @@ COLUMNS = ["model", "family", "mode", "batch", "precision", "channels_last", "co
            "gflop_per_img", "gflops", "pct_matmul", "peak_mem_mb", "mem_method", "compile_s", "error"]
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5, device: str | torch.device = "cpu") -> float:
-    """Best fp32 ``n x n`` GEMM rate (GFLOP/s, 2n^3 FLOPs per product) over ``repeats`` timed products."""
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5, device: str | torch.device = "cpu",
+                       precision: str = "fp32") -> float:
+    """Best ``n x n`` GEMM rate (GFLOP/s, 2n^3 FLOPs per product) over ``repeats`` timed products, in the
+    dtype that ``precision``'s autocast runs matmuls in (:func:`~classbench.train.precision.matmul_dtype`).
+    fp32 on CUDA runs under the process's TF32 policy (:func:`~classbench.train.precision.set_tf32`), as
+    the benchmarked models do; nothing here changes it."""
+    from ..train.precision import matmul_dtype
+
     dev = torch.device(device)
+    dtype = matmul_dtype(precision)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     g = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(dev)
-    b = torch.randn(n, n, generator=g).to(dev)
-    c = torch.empty(n, n, device=dev)
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False  # true fp32
-    try:
-        torch.mm(a, b, out=c)  # warm-up
-        best = float("inf")
-        for _ in range(repeats):
-            sync()
-            t0 = time.perf_counter()
-            torch.mm(a, b, out=c)
-            sync()
-            best = min(best, time.perf_counter() - t0)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+    a = torch.randn(n, n, generator=g).to(dev, dtype)
+    b = torch.randn(n, n, generator=g).to(dev, dtype)
+    c = torch.empty(n, n, device=dev, dtype=dtype)
+    torch.mm(a, b, out=c)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=c)
+        sync()
+        best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
 
 
@@ -57,6 +62,7 @@ def bench_model(
     steps: int = 10,
     warmup: int = 3,
     compile: bool = False,
+    compile_mode: str = "default",
     channels_last: bool | None = None,
     precision: str = "fp32",
     device: str | torch.device = "cpu",
@@ -66,10 +72,12 @@ def bench_model(
 ) -> list[dict[str, Any]]:
     """One row per mode for one registered model.  ``channels_last=None`` takes the registry's default."""
     from ..models import create_model, get_entry
-    from ..models.profile import count_flops, time_steps
+    from ..models.profile import count_flops
+    from ..models.registry import uses_channels_last
+    from ..train.speed import time_steps
 
     entry = get_entry(name)
-    cl = entry.channels_last if channels_last is None else channels_last
+    cl = uses_channels_last(name, channels_last)
     with torch.device("meta"):
         flops = count_flops(create_model(name, num_classes=num_classes), input_size)
     torch.manual_seed(0)
@@ -81,7 +89,7 @@ def bench_model(
                                "gflop_per_img": flops / 1e9}
         try:
             r = time_steps(model, mode, batch_size, steps, cl, warmup, input_size, num_classes, device,
-                           precision, compile)
+                           precision, compile, compile_mode=compile_mode)
         except (RuntimeError, torch.OutOfMemoryError) as e:  # one model failing should not end the table
             row["error"] = str(e).splitlines()[0][:200]
             rows.append(row)
@@ -94,9 +102,25 @@ def bench_model(
             "peak_mem_mb": r["peak_mem_bytes"] / 2**20 if r["peak_mem_bytes"] is not None else None,
             "mem_method": r["mem_method"], "compile_s": r["compile_s"] if compile else None,
         })
+        if r["compile_fallback"]:
+            row["compile"] = "fallback"  # compiling produced no graph: these figures are eager ones
         rows.append(row)
     del model
     return rows
+
+
+def add_speed(rows: list[dict[str, Any]], *, batch_size: int = 128, steps: int = 10, device: str = "auto",
+              precision: str = "auto", num_classes: int = 10) -> None:
+    """Add ``train_img_per_s`` and ``infer_img_per_s`` to rows of ``classbench models``: the img/s that
+    ``classbench bench`` measures for the same model, batch, device and precision (``auto`` as train)."""
+    from ..train.precision import resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    for row in rows:
+        for r in bench_model(row["name"], ("train", "infer"), batch_size=batch_size, steps=steps,
+                             precision=prec, device=dev, num_classes=num_classes):
+            row[f"{r['mode']}_img_per_s"] = r.get("img_per_s", float("nan"))
 
 
 def _cell(key: str, v: Any) -> str:

@@ -16,27 +16,31 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from ..data.loader import Normalize
 from ..errors import ClassbenchError
+from ..models.registry import logits_of
+from .evaluate import load_model
 
 
 class InferenceModel(nn.Module):
-    """``model`` with the checkpoint's normalisation baked in: input float (B, 3, H, W) in [0, 1], output logits."""
+    """``model`` with the checkpoint's normalisation baked in: input float (B, 3, H, W) in [0, 1], output logits.
 
-    def __init__(self, model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None):
+    The normalisation is the training loader's (:class:`~classbench.data.loader.Normalize`), taken for inputs
+    already divided by 255.
+    """
+
+    def __init__(self, model: nn.Module, normalize: Normalize):
         super().__init__()
         self.model = model
-        channels = len(mean) if mean is not None else (len(std) if std is not None else 3)
-        m = torch.tensor(list(mean) if mean is not None else [0.0] * channels, dtype=torch.float32).view(1, -1, 1, 1)
-        s = torch.tensor(list(std) if std is not None else [1.0] * channels, dtype=torch.float32).view(1, -1, 1, 1)
-        self.register_buffer("mean", m)
-        self.register_buffer("inv_std", 1.0 / s)
-        self.normalize = mean is not None or std is not None
+        scale, shift = normalize.affine(torch.device("cpu"))  # for uint8 pixels: x * scale + shift
+        self.register_buffer("scale", scale * 255.0)
+        self.register_buffer("shift", shift)
+        self.normalize = normalize.mean is not None and normalize.std is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalize:
-            x = (x - self.mean) * self.inv_std
-        out = self.model(x)
-        return out["logits"] if isinstance(out, dict) else out
+            x = torch.addcmul(self.shift, x, self.scale)
+        return logits_of(self.model(x))
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Predictor:
     input_size: tuple[int, int, int]  # (C, H, W)
     checkpoint: Path
     ckpt: dict
+    normalize: Normalize  # what ``model`` applies to [0, 1] input (mean/std None: the model normalises itself)
 
     @torch.inference_mode()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,23 +60,21 @@ class Predictor:
         return self.model(x).float().softmax(dim=1)
 
 
-def load_predictor(path: str | os.PathLike, *, device: str = "cpu") -> Predictor:
-    """A run folder (its checkpoints/best.pt) or a checkpoint file -> :class:`Predictor` in eval mode."""
-    from ..train.checkpoint import build_model_from_checkpoint, load_checkpoint, resolve_checkpoint
-
-    ckpt_path = resolve_checkpoint(path, "best")
-    ckpt = load_checkpoint(ckpt_path)
-    model = build_model_from_checkpoint(ckpt, str(ckpt_path))
+def load_predictor(path: str | os.PathLike, *, device: str = "cpu", which: str = "best") -> Predictor:
+    """A run folder (its checkpoints/<which>.pt) or a checkpoint file -> :class:`Predictor` in eval mode."""
+    loaded = load_model(path, which)
+    ckpt_path, ckpt = loaded.path, loaded.ckpt
     inp = ckpt.get("input") or {}
     size = inp.get("size") or [3, 32, 32]
     if len(size) != 3:
         raise ClassbenchError(f"{ckpt_path}: input.size should be [C, H, W], got {size}.")
-    wrapped = InferenceModel(model, inp.get("mean"), inp.get("std")).to(device).eval()
+    wrapped = InferenceModel(loaded.model, loaded.normalize).to(device).eval()
     num_classes = int(ckpt.get("num_classes") or 0)
     classes = [str(c) for c in (ckpt.get("classes") or [])]
     if num_classes and len(classes) != num_classes:
         classes = [f"class {i}" for i in range(num_classes)]
-    return Predictor(wrapped, classes, (int(size[0]), int(size[1]), int(size[2])), Path(ckpt_path), ckpt)
+    return Predictor(wrapped, classes, (int(size[0]), int(size[1]), int(size[2])), Path(ckpt_path), ckpt,
+                     loaded.normalize)
 
 
 def load_image(path: str | os.PathLike, size: tuple[int, int, int]) -> torch.Tensor:
@@ -80,17 +83,12 @@ def load_image(path: str | os.PathLike, size: tuple[int, int, int]) -> torch.Ten
     An image of another shape is centre-cropped to the model's aspect ratio,
     then resized with an antialiasing bicubic filter.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from ..data.images import read_image
 
     c, h, w = size
-    try:
-        with Image.open(path) as im:
-            im.load()
-            im = im.convert("RGB" if c == 3 else "L")
-    except FileNotFoundError:
-        raise ClassbenchError(f"Image {path} does not exist.") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise ClassbenchError(f"Cannot read image {path}: {e}. Give PNG or JPEG files.") from None
+    im = read_image(path, "RGB" if c == 3 else "L")  # regular files only, bounded size: else a one-line DataError
     if im.size != (w, h):
         iw, ih = im.size
         target = w / h
@@ -112,11 +110,35 @@ def load_image(path: str | os.PathLike, size: tuple[int, int, int]) -> torch.Ten
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
+#: What ``predict`` takes from a folder (other files there, e.g. a README, are skipped).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def image_paths(targets: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given, folders expanded to their image files (by suffix, searched recursively, sorted).
+
+    A folder without any image file is an error, so that a typo never
+    classifies nothing silently.
+    """
+    out: list[Path] = []
+    for t in targets:
+        path = Path(t)
+        if not path.is_dir():
+            out.append(path)  # a missing or unreadable file is reported, naming it, when it is read
+            continue
+        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not found:
+            raise ClassbenchError(f"{path} is a folder without image files ({', '.join(IMAGE_SUFFIXES)}).")
+        out.extend(found)
+    return out
+
+
 def predict_files(predictor: Predictor, paths: Sequence[str | os.PathLike], *, topk: int = 5, batch_size: int = 64) -> list[dict]:
     """``[{"path": ..., "predictions": [(class, probability), ...]}]``, top-``topk`` per file, most likely first."""
     if topk < 1:
         raise ClassbenchError(f"--topk must be at least 1, got {topk}.")
-    device = predictor.model.mean.device
+    device = predictor.model.scale.device
     k = min(topk, len(predictor.classes) or topk)
     results = []
     for i in range(0, len(paths), batch_size):
@@ -129,6 +151,20 @@ def predict_files(predictor: Predictor, paths: Sequence[str | os.PathLike], *, t
             names = [predictor.classes[j] if j < len(predictor.classes) else f"class {j}" for j in idx]
             results.append({"path": str(p), "predictions": list(zip(names, vals))})
     return results
+
+
+def predictions_csv(results: list[dict]) -> str:
+    """CSV, one row per image and rank: ``path,rank,class,probability`` (rank 1 is the most likely)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "rank", "class", "probability"])
+    for r in results:
+        for rank, (name, prob) in enumerate(r["predictions"], start=1):
+            w.writerow([r["path"], rank, name, f"{prob:.6f}"])
+    return buf.getvalue()
 
 
 def format_predictions(results: list[dict]) -> str:

@@ -16,11 +16,20 @@ Options (all in :class:`_AttentionCore`):
   ``s = log(1/tau)``, logits multiplied by ``exp(s)``) or ``vanilla``
   (learnable ``tau``, logits divided by ``tau``). Both start at the usual
   1/sqrt(d_head) scaling. :meth:`_AttentionCore.temperature_value` reads tau.
+* ``temperature_relative``: tau acts on top of the fixed 1/sqrt(d_head) scale instead
+  of replacing it, so tau starts at 1 (``log``: log(1/tau) starts at 0) and the
+  reported tau is relative to that scale. For ``log`` this is the same function with
+  the same gradients (a shift of the parameter); for ``vanilla`` it is not: a step
+  of size eta in a relative tau moves the logits as a step of ``sqrt(d_head) * eta``
+  in an absolute one would, so the relative form learns ``sqrt(d_head)`` times faster.
 * ``rel_pos``: the maximum relative offset for Transformer-XL style relative
   attention (Dai et al., 2019): score(i, j) = (q_i + u) . k_j
   + (q_i + v) . W_R R_{i-j}, i.e. the terms (a)+(c) and (b)+(d), where R is a
   fixed sinusoidal encoding of the offset i - j, W_R a learned projection and
   u, v learned per-head global biases. See :func:`relative_position_term`.
+  ``rel_bias_init``: ``zeros`` or ``randn`` (standard normal) for u and v.
+* ``dropout`` is applied after the output projection; ``attn_dropout`` (default:
+  ``dropout``) to the attention weights.
 
 The kernel: ``F.scaled_dot_product_attention`` where it is the faster one, else two
 explicit matmuls around a softmax (:func:`sdpa_is_faster`, measured per device and
@@ -38,7 +47,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .droppath import DropPath
+
 TEMPERATURES = ("none", "log", "vanilla")
+REL_BIAS_INITS = ("zeros", "randn")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 
 
 def sinusoidal_encoding(positions: torch.Tensor, dim: int) -> torch.Tensor:
@@ -94,45 +107,55 @@ class _AttentionCore(nn.Module):
         diag_mask: bool = False,
         temperature: str = "none",
         rel_pos: int | None = None,
+        temperature_relative: bool = False,
+        rel_bias_init: str = "zeros",
+        attn_dropout: float | None = None,
     ):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
         if temperature not in TEMPERATURES:
             raise ValueError(f"temperature must be one of {', '.join(TEMPERATURES)}; got {temperature!r}")
+        if rel_bias_init not in REL_BIAS_INITS:
+            raise ValueError(f"rel_bias_init must be one of {', '.join(REL_BIAS_INITS)}; got {rel_bias_init!r}")
         self.heads = heads
         self.dim_head = dim // heads
         self.diag_mask = diag_mask
         self.temperature = temperature
+        self.temperature_relative = temperature_relative
         scale = self.dim_head**-0.5
+        # The learned factor starts where the fixed scale is: at 1 on top of it, or at the scale itself.
+        start = 1.0 if temperature_relative else scale
         if temperature == "log":
-            self.log_inv_tau = nn.Parameter(torch.tensor(math.log(scale)))
+            self.log_inv_tau = nn.Parameter(torch.tensor(math.log(start)))
         elif temperature == "vanilla":
-            self.tau = nn.Parameter(torch.tensor(1.0 / scale))
+            self.tau = nn.Parameter(torch.tensor(1.0 / start))
         self.scale = scale
         self.rel_pos = rel_pos
         if rel_pos is not None:
             offsets = torch.arange(-rel_pos, rel_pos + 1)
             self.register_buffer("rel_enc", sinusoidal_encoding(offsets, dim), persistent=False)
             self.rel_proj = nn.Linear(dim, dim, bias=False)  # W_{k,R}
-            self.u_bias = nn.Parameter(torch.zeros(heads, self.dim_head))
-            self.v_bias = nn.Parameter(torch.zeros(heads, self.dim_head))
-        self.attn_drop = nn.Dropout(dropout)
+            make = torch.randn if rel_bias_init == "randn" else torch.zeros
+            self.u_bias = nn.Parameter(make(heads, self.dim_head))
+            self.v_bias = nn.Parameter(make(heads, self.dim_head))
+        self.attn_drop = nn.Dropout(dropout if attn_dropout is None else attn_dropout)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(dropout)
         self.store_attention = False
         self.last_attention: torch.Tensor | None = None
 
     def logit_scale(self) -> torch.Tensor | float:
-        if self.temperature == "log":
-            return self.log_inv_tau.exp()
-        if self.temperature == "vanilla":
-            return 1.0 / self.tau
-        return self.scale
+        if self.temperature == "none":
+            return self.scale
+        learned = self.log_inv_tau.exp() if self.temperature == "log" else 1.0 / self.tau
+        return learned * self.scale if self.temperature_relative else learned
 
     def temperature_value(self) -> float:
-        """tau, the number the logits are divided by."""
+        """tau: the number the logits are divided by (with ``temperature_relative``, on top of the fixed scale)."""
         s = self.logit_scale()
+        if self.temperature_relative and self.temperature != "none":
+            s = s / self.scale
         return float(1.0 / s) if not torch.is_tensor(s) else float(1.0 / s.detach())
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: slice = slice(None)) -> torch.Tensor:
@@ -250,16 +273,26 @@ def load_fused_into_per_head(per_head: PerHeadAttention, fused: Attention) -> Pe
     return per_head
 
 
+def make_activation(name: str) -> nn.Module:
+    """``gelu`` (exact), ``gelu_tanh`` (the tanh approximation of BERT/GPT) or ``relu``."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {name!r}")
+    if name == "relu":
+        return nn.ReLU()
+    return nn.GELU(approximate="tanh" if name == "gelu_tanh" else "none")
+
+
 class FeedForward(nn.Sequential):
-    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
-        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout))
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0, activation: str = "gelu"):
+        super().__init__(nn.Linear(dim, hidden), make_activation(activation), nn.Dropout(dropout),
+                         nn.Linear(hidden, dim), nn.Dropout(dropout))
 
 
 class TransformerBlock(nn.Module):
     """Attention + MLP with residuals; ``norm="pre"`` (LN before each) or ``"post"`` (LN after each residual)."""
 
     def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float = 0.0, norm: str = "pre",
-                 attention: str = "fused", **attn_opts):
+                 attention: str = "fused", activation: str = "gelu", drop_path: float = 0.0, **attn_opts):
         super().__init__()
         if norm not in ("pre", "post"):
             raise ValueError(f"norm must be pre or post; got {norm!r}")
@@ -270,11 +303,12 @@ class TransformerBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = cls(dim, heads, dropout=dropout, **attn_opts)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = FeedForward(dim, mlp_dim, dropout)
+        self.mlp = FeedForward(dim, mlp_dim, dropout, activation)
+        self.drop_path = DropPath(drop_path)  # stochastic depth on both residual branches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre:
-            x = x + self.attn(self.norm1(x))
-            return x + self.mlp(self.norm2(x))
-        x = self.norm1(x + self.attn(x))
-        return self.norm2(x + self.mlp(x))
+            x = x + self.drop_path(self.attn(self.norm1(x)))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = self.norm1(x + self.drop_path(self.attn(x)))
+        return self.norm2(x + self.drop_path(self.mlp(x)))

@@ -24,6 +24,18 @@ class MixStyle(nn.Module):
     def extra_repr(self) -> str:
         return f"p={self.p}, alpha={self.alpha}"
 
+    def _beta_weights(self, n: int, device: torch.device) -> torch.Tensor:
+        """n Beta(alpha, alpha) draws ``(n, 1, 1, 1)``, sampled where the features live.
+
+        Sampling on the host and copying to the GPU would block every step and break a compiled
+        graph, so the draws are made on ``device`` as G1 / (G1 + G2) with G1, G2 ~ Gamma(alpha, 1)
+        (Beta's own sampler has no meta-device kernel, and the meta device is how the tests check
+        placement). float32, whatever the feature dtype.
+        """
+        conc = torch.full((2, n, 1, 1, 1), self.alpha, device=device, dtype=torch.float32)
+        g = torch.distributions.Gamma(conc, torch.ones_like(conc), validate_args=False).sample()
+        return g[0] / (g[0] + g[1])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or x.shape[0] < 2 or torch.rand(()).item() > self.p:
             return x
@@ -32,8 +44,7 @@ class MixStyle(nn.Module):
         sig = (x.var(dim=(2, 3), keepdim=True) + self.eps).sqrt()
         mu, sig = mu.detach(), sig.detach()
         x_normed = (x - mu) / sig
-        beta = torch.distributions.Beta(torch.tensor(self.alpha), torch.tensor(self.alpha))
-        lam = beta.sample((b, 1, 1, 1)).to(device=x.device, dtype=x.dtype)
+        lam = self._beta_weights(b, x.device).to(x.dtype)
         perm = torch.randperm(b, device=x.device)
         mu_mix = lam * mu + (1 - lam) * mu[perm]
         sig_mix = lam * sig + (1 - lam) * sig[perm]

@@ -100,3 +100,13 @@ def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
         return entry.factory(num_classes=num_classes, **kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"Cannot build model {name!r} with options {kwargs}: {e}") from e
+
+
+def uses_channels_last(name: str, override: bool | None = None) -> bool:
+    """The memory format a model runs in: ``model.channels_last`` when set, else the registry's choice."""
+    return get_entry(name).channels_last if override is None else bool(override)
+
+
+def logits_of(output: Any) -> "torch.Tensor":
+    """A model with auxiliary heads returns ``{"logits", "aux"}`` in training mode; everything else wants the logits."""
+    return output["logits"] if isinstance(output, dict) else output

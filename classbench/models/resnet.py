@@ -24,6 +24,13 @@ Options shared by all of them:
   ``classbench.layers.norms``) or ``none`` (identity).
 * ``head_classes``: if set, the final linear layer has this many outputs
   instead of ``num_classes`` (an untailored head, e.g. 1000-way).
+* ``stem``: ``cifar`` (default: the 3x3 stride-1 conv above) or ``imagenet``
+  (torchvision's ImageNet stem: 7x7 stride-2 conv + norm + ReLU + 3x3 stride-2
+  max-pool, so a 32x32 image reaches the first stage at 8x8, with about 1/16 of
+  the compute).
+* ``init``: ``kaiming_fan_out`` (default, as torchvision: convs Kaiming-normal
+  fan-out, the linear layer PyTorch's default) or ``kaiming_fan_in`` (convs and
+  the linear layer Kaiming-normal fan-in, linear bias 0).
 """
 
 from __future__ import annotations
@@ -99,15 +106,26 @@ class ResNet(nn.Module):
         mixstyle_stages: Sequence[int] | None = None,
         input_norm: str = "dataset",
         head_classes: int | None = None,
+        stem: str = "cifar",
+        init: str = "kaiming_fan_out",
     ):
         super().__init__()
+        if stem not in ("cifar", "imagenet"):
+            raise ValueError(f"stem must be cifar or imagenet; got {stem!r}")
+        if init not in ("kaiming_fan_out", "kaiming_fan_in"):
+            raise ValueError(f"init must be kaiming_fan_out or kaiming_fan_in; got {init!r}")
         mix = sorted({int(s) for s in (mixstyle_stages or [])})
         for s in mix:
             if not 1 <= s <= len(widths):
                 raise ValueError(f"mixstyle_stages entries must be in 1..{len(widths)}, got {s}")
         make_norm2d(norm, 16)  # validates the name early
         self.input_norm = make_input_norm(input_norm)
-        self.stem = nn.Sequential(_conv(3, stem_width, 3, 1, norm), make_norm2d(norm, stem_width), nn.ReLU(inplace=True))
+        if stem == "imagenet":
+            self.stem = nn.Sequential(_conv(3, stem_width, 7, 2, norm), make_norm2d(norm, stem_width),
+                                      nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1))
+        else:
+            self.stem = nn.Sequential(_conv(3, stem_width, 3, 1, norm), make_norm2d(norm, stem_width),
+                                      nn.ReLU(inplace=True))
         stages: list[nn.Module] = []
         cin = stem_width
         for i, (n, w) in enumerate(zip(num_blocks, widths)):
@@ -124,9 +142,12 @@ class ResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         out = int(head_classes) if head_classes is not None else num_classes
         self.fc = nn.Linear(cin, out)
+        mode = "fan_out" if init == "kaiming_fan_out" else "fan_in"
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if isinstance(m, nn.Conv2d) or (mode == "fan_in" and isinstance(m, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+                if isinstance(m, nn.Linear):
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(self.input_norm(x))
@@ -148,69 +169,79 @@ def _cifar_style(n: int, num_classes: int, **opts) -> ResNet:
 # Each factory spells out its options so create_model can reject unknown ones.
 @register_model
 def resnet18(num_classes: int = 10, norm: str = "bn", mixstyle_stages: Sequence[int] | None = None,
-             input_norm: str = "dataset", head_classes: int | None = None) -> nn.Module:
+             input_norm: str = "dataset", head_classes: int | None = None, stem: str = "cifar",
+             init: str = "kaiming_fan_out") -> nn.Module:
     return _imagenet_style(BasicBlock, (2, 2, 2, 2), num_classes, norm=norm, mixstyle_stages=mixstyle_stages,
-                           input_norm=input_norm, head_classes=head_classes)
+                           input_norm=input_norm, head_classes=head_classes, stem=stem, init=init)
 
 
 @register_model
 def resnet34(num_classes: int = 10, norm: str = "bn", mixstyle_stages: Sequence[int] | None = None,
-             input_norm: str = "dataset", head_classes: int | None = None) -> nn.Module:
+             input_norm: str = "dataset", head_classes: int | None = None, stem: str = "cifar",
+             init: str = "kaiming_fan_out") -> nn.Module:
     return _imagenet_style(BasicBlock, (3, 4, 6, 3), num_classes, norm=norm, mixstyle_stages=mixstyle_stages,
-                           input_norm=input_norm, head_classes=head_classes)
+                           input_norm=input_norm, head_classes=head_classes, stem=stem, init=init)
 
 
 @register_model
 def resnet50(num_classes: int = 10, norm: str = "bn", mixstyle_stages: Sequence[int] | None = None,
-             input_norm: str = "dataset", head_classes: int | None = None) -> nn.Module:
+             input_norm: str = "dataset", head_classes: int | None = None, stem: str = "cifar",
+             init: str = "kaiming_fan_out") -> nn.Module:
     return _imagenet_style(Bottleneck, (3, 4, 6, 3), num_classes, norm=norm, mixstyle_stages=mixstyle_stages,
-                           input_norm=input_norm, head_classes=head_classes)
+                           input_norm=input_norm, head_classes=head_classes, stem=stem, init=init)
 
 
 @register_model
 def resnet101(num_classes: int = 10, norm: str = "bn", mixstyle_stages: Sequence[int] | None = None,
-              input_norm: str = "dataset", head_classes: int | None = None) -> nn.Module:
+              input_norm: str = "dataset", head_classes: int | None = None, stem: str = "cifar",
+             init: str = "kaiming_fan_out") -> nn.Module:
     return _imagenet_style(Bottleneck, (3, 4, 23, 3), num_classes, norm=norm, mixstyle_stages=mixstyle_stages,
-                           input_norm=input_norm, head_classes=head_classes)
+                           input_norm=input_norm, head_classes=head_classes, stem=stem, init=init)
 
 
 @register_model
 def resnet152(num_classes: int = 10, norm: str = "bn", mixstyle_stages: Sequence[int] | None = None,
-              input_norm: str = "dataset", head_classes: int | None = None) -> nn.Module:
+              input_norm: str = "dataset", head_classes: int | None = None, stem: str = "cifar",
+             init: str = "kaiming_fan_out") -> nn.Module:
     return _imagenet_style(Bottleneck, (3, 8, 36, 3), num_classes, norm=norm, mixstyle_stages=mixstyle_stages,
-                           input_norm=input_norm, head_classes=head_classes)
+                           input_norm=input_norm, head_classes=head_classes, stem=stem, init=init)
 
 
 @register_model
 def resnet20(num_classes: int = 10, norm: str = "bn", mixstyle_stages: Sequence[int] | None = None,
-             input_norm: str = "dataset", head_classes: int | None = None) -> nn.Module:
+             input_norm: str = "dataset", head_classes: int | None = None, stem: str = "cifar",
+             init: str = "kaiming_fan_out") -> nn.Module:
     return _cifar_style(3, num_classes, norm=norm, mixstyle_stages=mixstyle_stages,
-                        input_norm=input_norm, head_classes=head_classes)
+                        input_norm=input_norm, head_classes=head_classes, stem=stem, init=init)
 
 
 @register_model
 def resnet32(num_classes: int = 10, norm: str = "bn", mixstyle_stages: Sequence[int] | None = None,
-             input_norm: str = "dataset", head_classes: int | None = None) -> nn.Module:
+             input_norm: str = "dataset", head_classes: int | None = None, stem: str = "cifar",
+             init: str = "kaiming_fan_out") -> nn.Module:
     return _cifar_style(5, num_classes, norm=norm, mixstyle_stages=mixstyle_stages,
-                        input_norm=input_norm, head_classes=head_classes)
+                        input_norm=input_norm, head_classes=head_classes, stem=stem, init=init)
 
 
 @register_model
 def resnet44(num_classes: int = 10, norm: str = "bn", mixstyle_stages: Sequence[int] | None = None,
-             input_norm: str = "dataset", head_classes: int | None = None) -> nn.Module:
+             input_norm: str = "dataset", head_classes: int | None = None, stem: str = "cifar",
+             init: str = "kaiming_fan_out") -> nn.Module:
     return _cifar_style(7, num_classes, norm=norm, mixstyle_stages=mixstyle_stages,
-                        input_norm=input_norm, head_classes=head_classes)
+                        input_norm=input_norm, head_classes=head_classes, stem=stem, init=init)
 
 
 @register_model
 def resnet56(num_classes: int = 10, norm: str = "bn", mixstyle_stages: Sequence[int] | None = None,
-             input_norm: str = "dataset", head_classes: int | None = None) -> nn.Module:
+             input_norm: str = "dataset", head_classes: int | None = None, stem: str = "cifar",
+             init: str = "kaiming_fan_out") -> nn.Module:
     return _cifar_style(9, num_classes, norm=norm, mixstyle_stages=mixstyle_stages,
-                        input_norm=input_norm, head_classes=head_classes)
+                        input_norm=input_norm, head_classes=head_classes, stem=stem, init=init)
 
 
 @register_model
 def resnet110(num_classes: int = 10, norm: str = "bn", mixstyle_stages: Sequence[int] | None = None,
-              input_norm: str = "dataset", head_classes: int | None = None) -> nn.Module:
+              input_norm: str = "dataset", head_classes: int | None = None, stem: str = "cifar",
+             init: str = "kaiming_fan_out") -> nn.Module:
     return _cifar_style(18, num_classes, norm=norm, mixstyle_stages=mixstyle_stages,
-                        input_norm=input_norm, head_classes=head_classes)
+                        input_norm=input_norm, head_classes=head_classes, stem=stem, init=init)

@@ -77,12 +77,28 @@ def setup(device_name: str) -> DistInfo:
     if use_cuda:
         torch.cuda.set_device(device)
     timeout = timedelta(seconds=timeout_s())
+    if use_cuda:
+        nccl_error_handling()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout)
         atexit.register(_cleanup)
     if _CPU_GROUP is None:
         _CPU_GROUP = dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo", timeout=timeout)
     return DistInfo(rank, world, local, device, local_world)
+
+
+#: TORCH_NCCL_ASYNC_ERROR_HANDLING=2 ("CleanUpOnly"): when NCCL's watchdog sees a failed or timed-out
+#: collective it aborts the communicators, and the waiting call raises an exception that
+#: :func:`explain_errors` turns into a message.  torch's default (3, "SkipCleanUp") tears the process
+#: down with SIGABRT instead, so nobody says what happened.
+NCCL_ERROR_HANDLING = {"TORCH_NCCL_ASYNC_ERROR_HANDLING": "2"}
+
+
+def nccl_error_handling() -> None:
+    """Set :data:`NCCL_ERROR_HANDLING` in this process's environment (a value the user set wins); NCCL
+    reads it when the process group is created."""
+    for key, value in NCCL_ERROR_HANDLING.items():
+        os.environ.setdefault(key, value)
 
 
 def _cleanup() -> None:
@@ -93,13 +109,36 @@ def _cleanup() -> None:
     _CPU_GROUP = None
 
 
-def wrap(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+def wrap(model: torch.nn.Module, info: DistInfo, *, sync_bn: bool = False) -> torch.nn.Module:
+    """DDP around ``model``.
+
+    ``gradient_as_bucket_view``: gradients live in DDP's all-reduce buckets, which saves one copy of
+    the gradients (memory and a copy per step).  ``broadcast_buffers``: without SyncBatchNorm each rank's
+    BatchNorm running statistics come from its own share of the batch, so DDP copies rank 0's buffers to
+    the others before every forward -- every rank then evaluates (its shard of val/test) with the same
+    model.  With SyncBatchNorm the statistics are already global and identical on every rank, so that
+    broadcast is skipped.
+    """
     if info.world_size <= 1:
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [info.device.index] if info.device is not None and info.device.type == "cuda" else None
-    return DDP(model, device_ids=ids)
+    return DDP(model, device_ids=ids, gradient_as_bucket_view=True, broadcast_buffers=not sync_bn)
+
+
+def check_batch(batch_size: int, info: DistInfo) -> None:
+    """The global batch must split evenly over the ranks: say which batch sizes would."""
+    n = info.world_size
+    if n <= 1 or batch_size % n == 0:
+        return
+    lower, upper = (batch_size // n) * n, (batch_size // n + 1) * n
+    options = " or ".join(str(b) for b in (lower, upper) if b > 0)
+    raise ConfigError(
+        f"train.batch_size={batch_size} must be divisible by the world size {n} (each process trains "
+        f"batch_size / {n} images per step). Use a multiple of {n}, e.g. train.batch_size={options}, "
+        f"or a number of processes that divides {batch_size}."
+    )
 
 
 def local_threads(info: DistInfo) -> int:
@@ -136,6 +175,20 @@ def to_cpu(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_cpu(v) for v in obj)
     return obj
+
+
+def convert_sync_bn(model: torch.nn.Module, device: torch.device, name: str) -> torch.nn.Module:
+    """model.sync_bn=true under DDP: BatchNorm layers -> SyncBatchNorm, or a ConfigError where that
+    would do nothing (no torch BatchNorm layer in ``model``, e.g. airbench_net's own normalisation)
+    or cannot run (CPU)."""
+    converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if not any(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules()):
+        raise ConfigError(
+            f"model.sync_bn=true does nothing for {name}: it has no torch BatchNorm layer to synchronise "
+            "(its normalisation is its own module, or not BatchNorm). Drop model.sync_bn for this model."
+        )
+    check_sync_bn(device)
+    return converted
 
 
 def check_sync_bn(device: torch.device) -> None:
@@ -194,6 +247,24 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
 def all_ranks(flag: bool, info: DistInfo) -> bool:
     """True on every rank when ``flag`` is true on all of them."""
     return not any_rank(not flag, info)
+
+
+@contextlib.contextmanager
+def catch_stop_signals(on_signal):
+    """While inside, SIGINT and SIGTERM call ``on_signal(signum)`` instead of ending the process (the loop
+    then stops at a step boundary).  Only the main thread can install handlers; elsewhere this does nothing."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, lambda signum, frame: on_signal(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 class StopPoll:

@@ -13,12 +13,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from ..models.registry import logits_of
 from .precision import autocast
-
-
-def logits_of(output) -> torch.Tensor:
-    """Models with auxiliary heads return a dict in training mode; eval wants the logits."""
-    return output["logits"] if isinstance(output, dict) else output
 
 
 @torch.inference_mode()
@@ -28,7 +24,7 @@ def evaluate(model: torch.nn.Module, loader, *, precision: str = "fp32", tta: bo
     model.eval()
     device = loader.device
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, count
-    preds, targets = [], []
+    preds, targets, confs = [], [], []
     for x, y in loader:
         with autocast(precision, device):
             logits = logits_of(model(x))
@@ -48,6 +44,7 @@ def evaluate(model: torch.nn.Module, loader, *, precision: str = "fp32", tta: bo
         if with_predictions:
             preds.append(top[:, 0])
             targets.append(y)
+            confs.append(logits.softmax(1).amax(1))  # the predicted class's probability (under TTA: the averaged one)
     if getattr(loader, "world_size", 1) > 1 and dist.is_available() and dist.is_initialized():
         from .distributed import all_reduce_
 
@@ -58,4 +55,5 @@ def evaluate(model: torch.nn.Module, loader, *, precision: str = "fp32", tta: bo
     if with_predictions:
         out["pred"] = torch.cat(preds).cpu()
         out["target"] = torch.cat(targets).cpu()
+        out["confidence"] = torch.cat(confs).cpu()
     return out

@@ -48,6 +48,7 @@ class Schedule:
         if self.warmup >= total_steps and self.warmup:
             raise ConfigError(f"sched.warmup_steps={self.warmup} is not below the {total_steps} training steps.")
         self.step_count = 0
+        self.saved_total: int | None = None  # set by load_state_dict: the budget a resumed run was planned over
         self.plateau_scale = 1.0
         self.plateau_best = math.inf
         self.plateau_bad = 0
@@ -83,6 +84,20 @@ class Schedule:
     def lr(self) -> float:
         return self.lr_at(self.step_count)
 
+    #: Schedules whose shape is stretched over the budget (a new budget on resume changes their lr).
+    BUDGET_SHAPED = ("cosine", "warmup_linear", "onecycle")
+
+    @property
+    def depends_on_total(self) -> bool:
+        return self.cfg.name in self.BUDGET_SHAPED
+
+    def replanned(self, total_steps: int) -> "Schedule":
+        """A copy of this schedule (state included) planned over ``total_steps``; the optimizer is left alone."""
+        other = object.__new__(Schedule)
+        other.__dict__.update(self.__dict__)
+        other.total = total_steps
+        return other
+
     def apply(self) -> None:
         lr = self.lr
         for group in self.optimizer.param_groups:
@@ -108,11 +123,15 @@ class Schedule:
 
     def state_dict(self) -> dict:
         return {"step_count": self.step_count, "plateau_scale": self.plateau_scale,
-                "plateau_best": self.plateau_best, "plateau_bad": self.plateau_bad}
+                "plateau_best": self.plateau_best, "plateau_bad": self.plateau_bad,
+                "total": self.total}  # the budget the lr was planned over (resume compares a new budget with it)
 
     def load_state_dict(self, state: dict) -> None:
         self.step_count = int(state["step_count"])
         self.plateau_scale = float(state["plateau_scale"])
         self.plateau_best = float(state["plateau_best"])
         self.plateau_bad = int(state["plateau_bad"])
+        # The plan of the saved run (None in checkpoints from before it was saved); the trainer decides on
+        # resume whether this run keeps it (train.resume_schedule=continue) or re-plans over its own budget.
+        self.saved_total = int(state["total"]) if state.get("total") is not None else None
         self.apply()

@@ -21,6 +21,10 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"train.device={name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name} but no CUDA GPU is visible; use train.device=auto or cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ConfigError(f"train.device={name} but only {n} GPU{'s are' if n != 1 else ' is'} visible "
+                          f"(cuda:0 to cuda:{n - 1}); use one of them, or check CUDA_VISIBLE_DEVICES.")
     return device
 
 
@@ -41,12 +45,20 @@ def cpu_has_native_bf16() -> bool:
     return bool(set(flags.split()) & {"avx512_bf16", "amx_bf16"})
 
 
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """True on GPUs with bf16 arithmetic in hardware: compute capability 8.0 (Ampere) and later.
+
+    Not ``torch.cuda.is_bf16_supported()``: by default it also counts emulation, so a V100 (7.0) or T4 (7.5)
+    would pick an emulated bf16 that is much slower than fp16 with a GradScaler."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def resolve_precision(requested: str, device: torch.device) -> str:
-    """auto -> bf16 where the hardware has it (CUDA with bf16, CPUs with AVX-512 BF16 or AMX), fp16 on
-    older GPUs, fp32 on other CPUs."""
+    """auto -> bf16 where the hardware has it (GPUs of compute capability 8.0 and later, CPUs with
+    AVX-512 BF16 or AMX), fp16 (with a GradScaler) on older GPUs, fp32 on other CPUs."""
     if requested == "auto":
         if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return "bf16" if cuda_has_native_bf16(device) else "fp16"
         return "bf16" if cpu_has_native_bf16() else "fp32"
     if requested in ("bf16", "fp16") and device.type == "cpu" and not cpu_has_native_bf16():
         warnings.warn(
@@ -54,6 +66,60 @@ def resolve_precision(requested: str, device: torch.device) -> str:
             "slower than fp32; use train.precision=auto or fp32."
         )
     return requested
+
+
+def matmul_dtype(precision: str) -> torch.dtype:
+    """The dtype that matmuls and convolutions run in under ``precision``'s autocast."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
+def set_tf32(enabled: bool) -> str:
+    """The one TF32 policy of classbench: fp32 matmuls and cuDNN convolutions on CUDA run in TF32
+    (``enabled``) or in full fp32 ("ieee").  Returns the setting's name, for env/summary records.
+
+    Only torch's ``fp32_precision`` settings are used, never the older ``allow_tf32`` flags: torch raises
+    a RuntimeError when a process mixes the two.  CPU matmuls are untouched (their ``mkldnn`` setting
+    would turn on bf16 on CPUs).
+    """
+    value = "tf32" if enabled else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = value
+    torch.backends.cudnn.conv.fp32_precision = value
+    return value
+
+
+@contextlib.contextmanager
+def tf32_setting(enabled: bool):
+    """``set_tf32(enabled)`` inside, the previous CUDA fp32 settings restored after."""
+    old = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    set_tf32(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = old
+
+
+def setup_device(device: torch.device, *, deterministic: bool = False, tf32: bool = True) -> dict:
+    """Process-wide settings for training on ``device``; returns what was set (summary.json records it).
+
+    * CUDA: ``set_device`` (a single process too: libraries that use "the current device" -- NCCL,
+      CUDA graphs, some kernels -- then use the run's GPU, not cuda:0), ``cudnn.benchmark`` (the inputs of
+      a run have one size, so cuDNN's autotuned choice is made once and reused; off when deterministic)
+      and the TF32 policy (:func:`set_tf32`).
+    * ``deterministic``: ``torch.use_deterministic_algorithms(True, warn_only=True)``: ops that have a
+      deterministic kernel use it; the few that have none (e.g. the backward of adaptive max-pool on CUDA)
+      warn instead of failing.  cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` set before its first use.
+      The guarantee, per device, is in docs/reliability.md.
+    """
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    settings = {"deterministic": deterministic, "tf32": None, "cudnn_benchmark": None}
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+        settings.update(tf32=set_tf32(tf32), cudnn_benchmark=not deterministic)
+    return settings
 
 
 def autocast(precision: str, device: torch.device):
@@ -88,3 +154,24 @@ def setup_threads(threads: int) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def keep_freed_memory() -> None:
+    """CPU training: let glibc malloc keep freed memory instead of unmapping it.
+
+    Activations above malloc's mmap threshold (32 MiB at most) are otherwise mmapped and unmapped every
+    step, and every fresh page costs a page fault plus zeroing (~0.4 ms/MiB on a 2-core VM): ResNet-18 at
+    batch 256 trained 11-28 % faster with this (docs/perf-measurements.md).  The process keeps its peak
+    heap.  No-op without glibc; ``CLASSBENCH_MALLOC_TUNING=0`` turns it off.
+    """
+    import ctypes
+    import os
+
+    if os.environ.get("CLASSBENCH_MALLOC_TUNING", "1") == "0":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-4, 0)  # M_MMAP_MAX=0: serve large blocks from the heap too
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB free at the top of the heap
+    except (OSError, AttributeError):
+        pass

@@ -3,11 +3,16 @@
 Read it top to bottom: `Trainer.__init__` builds everything from the config
 (or from a run folder's last checkpoint), `fit` runs steps until the budget is
 spent, evaluating, logging and checkpointing on the way, and `_finish` writes
-the summary.
+the summary.  The parts live next door: the step (`step.py`), the clocks
+(`meter.py`), the run-folder records (`recorder.py`) and the checkpoint schema
+(`checkpoint.py`).
 
 The hot path never waits for the device: losses and accuracy counts add up in
 device tensors and are read once per `log.every` steps.  The clock that
 measures training img/s stops for evaluation, checkpoints and compilation.
+
+Tests stop a run after step N as a signal would: `Trainer(cfg, stop_after=N)`
+(last.pt at step N, status "interrupted", `TrainingInterrupted`).
 """
 
 from __future__ import annotations
@@ -15,53 +20,64 @@ from __future__ import annotations
 import copy
 import math
 import signal
-import threading
-import time
-from contextlib import contextmanager
+import sys
 from functools import cached_property
 from pathlib import Path
+from typing import Callable, NoReturn
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..config import Config, apply_overrides, from_yaml_text, to_yaml
+from .. import runfolder
+from ..config import Config, apply_overrides, from_yaml_text, load_run_config, to_yaml
 from ..data import build_data
+from ..data.augment import build_augment
 from ..data.loader import DeviceLoader, Normalize, to_float
 from ..errors import ClassbenchError, NonFiniteLossError, TrainingInterrupted
-from ..io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
-from ..models import create_model, get_entry
-from . import distributed
-from .checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
-from .evaluate import evaluate, logits_of
+from ..models import create_model
+from ..models.registry import get_entry, uses_channels_last
+from . import compile_choice, distributed, hostload, resume_plan, step
+from .checkpoint import (GlobalRNG, lacking_train_state, load_checkpoint, load_model_state, load_train_state,
+                         model_record, train_state)
+from .evaluate import evaluate
+from .meter import Meter, Window
 from .optim import Schedule, build_optimizer
-from .precision import autocast, resolve_device, resolve_precision, setup_threads
-from ..runfolder import create_run_dir, environment, write_status
+from .precision import keep_freed_memory, resolve_device, resolve_precision, setup_device, setup_threads
+from .recipe import EMA_SUFFIX, Recipe, accumulated_forward_backward
+from .recorder import Recorder
 
 
 class Trainer:
-    def __init__(self, cfg: Config, *, resume_dir: str | Path | None = None) -> None:
+    def __init__(self, cfg: Config, *, resume_dir: str | Path | None = None, stop_after: int | None = None,
+                 after_step: Callable[["Trainer"], None] | None = None) -> None:
+        """``stop_after=N``: stop after step N as SIGTERM would.  ``after_step(trainer)``: called after each
+        training step, once ``trainer.step`` counts it and before that step's log, evaluation and checkpoint
+        (tests inject faults there)."""
         self.cfg = cfg
+        self.stop_after, self.after_step = stop_after, after_step
         self.dist = distributed.setup(cfg.train.device)
         self.is_main = self.dist.rank == 0
         self.threads = setup_threads(cfg.train.threads or distributed.local_threads(self.dist))  # DDP: cores // procs
         self.device = self.dist.device or resolve_device(cfg.train.device)
         self.precision = resolve_precision(cfg.train.precision, self.device)
+        # set_device, cudnn.benchmark, TF32 policy, deterministic kernels (summary.json records them)
+        self.backend = setup_device(self.device, deterministic=cfg.train.deterministic, tf32=cfg.train.tf32)
+        distributed.check_batch(cfg.train.batch_size, self.dist)  # before the loader: say what would divide
         if self.device.type == "cpu":
             keep_freed_memory()
         torch.manual_seed(cfg.train.seed)
 
+        self.channels_last = uses_channels_last(cfg.model.name, cfg.model.channels_last)  # an unknown name fails here
+
         # ---- data: every split in memory, batches made on the device
         self.data = build_data(cfg.data)
-        entry = get_entry(cfg.model.name)
-        self.channels_last = entry.channels_last if cfg.model.channels_last is None else cfg.model.channels_last
         self.normalize = Normalize(self.data.mean, self.data.std) if cfg.data.normalize else Normalize(None, None)
         common = dict(device=self.device, normalize=self.normalize, channels_last=self.channels_last,
                       rank=self.dist.rank, world_size=self.dist.world_size)
         try:
             self.train_loader = DeviceLoader(
                 self.data.splits["train"], cfg.train.batch_size, train=True, pad=cfg.data.pad,
-                flip=cfg.data.flip, seed=cfg.train.seed, **common)
+                flip=cfg.data.flip, seed=cfg.train.seed, augment=build_augment(cfg.data), **common)
         except ValueError as e:
             raise ClassbenchError(f"Cannot batch the training split: {e}.") from None
         self.eval_loaders = {
@@ -74,9 +90,9 @@ class Trainer:
         self.checkpoint_every = cfg.train.checkpoint_every or self.eval_every
         self.selection_split = "val" if "val" in self.eval_loaders else "test"
         if self.selection_split not in self.eval_loaders:
-            raise ClassbenchError("eval.splits must include 'val' or 'test' to choose best.pt.")
+            raise ClassbenchError(f"eval.splits must include 'val' or 'test' to choose {runfolder.BEST_PT}.")
 
-        # ---- model, optimizer, schedule
+        # ---- model, optimizer, schedule, the step
         self.model_args = dict(cfg.model.args)
         try:
             model = create_model(cfg.model.name, num_classes=self.data.num_classes, **self.model_args)
@@ -88,49 +104,45 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         if resume_dir is None and callable(getattr(self.model, "data_init", None)):
             self._data_init()  # e.g. airbench's frozen whitening layer; a resume loads it from last.pt
-        if cfg.model.sync_bn and self.dist.world_size > 1:
-            distributed.check_sync_bn(self.device)  # SyncBatchNorm runs on GPUs only: a clear error on CPU
-            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        if cfg.model.sync_bn and self.dist.world_size > 1:  # refused where it would do nothing or cannot run
+            self.model = distributed.convert_sync_bn(self.model, self.device, cfg.model.name)
+        self.recipe = Recipe(cfg, self.model, self.data.num_classes, self.dist)  # mixing, EMA, early stop, accumulation
         self.optimizer = build_optimizer(self.model, cfg.optim, self.device)
         self.schedule = Schedule(self.optimizer, cfg.sched, base_lr=cfg.optim.lr, total_steps=self.total_steps,
                                  steps_per_epoch=self.steps_per_epoch, epoch_budget=cfg.train.steps == 0)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
-        self.train_model = distributed.wrap(self.model, self.dist)
+        train_model = distributed.wrap(self.model, self.dist, sync_bn=cfg.model.sync_bn)
         if self.dist.world_size > 1:  # the init above is shared; dropout, MixStyle & co draw per-rank streams
             torch.manual_seed(distributed.rank_seed(cfg.train.seed, self.dist.rank))
-        self.compile_time = 0.0
-        if cfg.train.compile:
-            self.train_model = torch.compile(self.train_model)
+        self.compile, self.compile_choice = compile_choice.decide(
+            cfg.train.compile, family=get_entry(cfg.model.name).family, device_type=self.device.type,
+            precision=self.precision, steps=self.total_steps, batch_size=cfg.train.batch_size)
+        if self.compile:
+            compile_choice.use_shared_inductor_cache(cfg.train.runs_dir)
+            train_model = torch.compile(train_model, mode=None if cfg.train.compile_mode == "default" else cfg.train.compile_mode)
+        self.parts = step.StepParts.build(self.model, self.optimizer, precision=self.precision, device=self.device,
+                                          label_smoothing=cfg.train.label_smoothing, grad_clip=cfg.train.grad_clip,
+                                          run_model=train_model)
 
-        # ---- state that a checkpoint carries
+        # ---- state that a checkpoint carries (with the meter's clocks)
         self.step = 0
         self.best = {"top1": -1.0, "step": 0}
-        self.train_time = 0.0  # seconds of training steps only
-        self.train_images = 0  # images behind train_time
         self.skipped = 0
         self.last_finite_loss: float | None = None
-        self._zero_window()
+        self.meter = Meter(self.device, self.dist.world_size)
+        self.window = Window(self.device)
+        self._last_eval_step: int | None = None
+        self._stop_signal: int | None = None
 
         # ---- run folder
         self.resumed = resume_dir is not None
+        self.recorder = Recorder.reopen(resume_dir, self.dist) if self.resumed else Recorder.create(cfg, self.dist)
+        self.run_dir = self.recorder.run_dir
         if self.resumed:
-            self.run_dir = Path(resume_dir)
-            self._load_last()
-        elif self.is_main:
             try:
-                self.run_dir = create_run_dir(cfg.train.runs_dir, cfg.data.name, cfg.name)
-            except OSError as e:  # runs_dir is a file, read-only, full, ...
-                raise ClassbenchError(f"Cannot create a run folder under train.runs_dir={cfg.train.runs_dir}: "
-                                      f"{e.strerror or e} ({e.filename}). Set train.runs_dir to a writable folder.") from None
-        else:
-            self.run_dir = Path(distributed.broadcast_object(None, self.dist))
-        if self.dist.world_size > 1 and not self.resumed and self.is_main:
-            distributed.broadcast_object(str(self.run_dir), self.dist)
-        self.ckpt_dir = self.run_dir / "checkpoints"
-        self.metrics_path = self.run_dir / "metrics.jsonl"
-        self.tb = None
-        self._stop_signal: int | None = None
+                self._load_last()
+            except BaseException:
+                self.recorder.release()  # a refused resume leaves the run free for the next writer
+                raise
 
     def _data_init(self, max_images: int = 10000) -> None:
         """Call ``model.data_init(x)`` once before training: ``x`` is the first ``max_images`` training
@@ -147,42 +159,47 @@ class Trainer:
         except (TrainingInterrupted, NonFiniteLossError):
             raise  # these wrote their own status
         except Exception as e:
-            if self.is_main and (self.run_dir / "status.json").exists():
-                write_status(self.run_dir, "failed", f"{type(e).__name__}: {e}"[:500])
+            self.recorder.failed(e)
             raise
+        finally:
+            self.recorder.release()
 
     def _fit(self) -> Path:
         cfg = self.cfg
-        if self.is_main:
-            self._start_records()
-        show = cfg.log.progress == "always" or (cfg.log.progress == "auto" and _is_tty())
+        self.load_avg_start = hostload.load_average()  # before this run's threads add to it
+        self.recorder.start(cfg, self.device, self.step)
+        show = cfg.log.progress == "always" or (cfg.log.progress == "auto" and sys.stderr.isatty())
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (show and self.is_main),
                    unit="step", dynamic_ncols=True, desc=cfg.name)
         batches = self.train_loader.batches()
-        self.wall_start = time.perf_counter() - self.wall_offset
-        with self._signals(), self._closing_tensorboard():
-            self._clock_start = time.perf_counter()
+        first_step = self.step + 1  # of this attempt: a resume compiles and warms up again
+        with distributed.catch_stop_signals(self.request_stop), self.recorder.closing():
+            self.meter.start()
             stop_poll = distributed.StopPoll(self.dist)  # DDP: all ranks agree to stop at the same step
             while self.step < self.total_steps:
                 signum = stop_poll(self._stop_signal or 0)
                 if signum:
                     self._stop_signal = signum
-                    self._interrupt()
+                    self._raise_interrupted()
                 x, y = next(batches)
-                self._train_step(x, y)
+                self._train_step(x, y)  # per-step extras that follow the update (an EMA) go right after
                 self.step += 1
                 bar.update(1)
-                if self.step == 1 and cfg.train.compile and not self.resumed:
-                    self._pause_clock(count=False)  # the first compiled step is compilation, not training
-                    self.compile_time = self._last_segment
-                    self._clock_start = time.perf_counter()
+                if self.step == first_step and (self.compile or self.device.type == "cuda"):
+                    self.meter.exclude_first_step(self.compile)  # compilation / CUDA warm-up, not training
+                if self.after_step is not None:
+                    self.after_step(self)
+                if self.step == self.stop_after:
+                    self.request_stop()
                 last = self.step == self.total_steps
                 if self.step % cfg.log.every == 0 or last:
                     self._log_train(bar)
                 if self.step % self.eval_every == 0 or last:
                     self._evaluate()
-                if self.step % self.checkpoint_every == 0 or last:
+                if self.step % self.checkpoint_every == 0 or last or self.recipe.stop_reason:
                     self._save_last()
+                if self.recipe.stop_reason:  # early stop: the run finishes here, as if its budget ended
+                    break
             if self._last_eval_step != self.step:
                 # A resumed run whose budget was cut to where it stopped: evaluate the final weights.
                 self._evaluate()
@@ -192,176 +209,147 @@ class Trainer:
         return self._finish()
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        with autocast(self.precision, self.device):
-            out = self.train_model(x)
-            logits = logits_of(out)
-            loss = self.criterion(logits, y)
-            total = loss
-            for name, aux_logits in (out.get("aux", {}) if isinstance(out, dict) else {}).items():
-                aux_loss = self.criterion(aux_logits, y)
-                total = total + aux_loss
-                key = f"loss_{name}"
-                if key in self.window:
-                    self.window[key] += aux_loss.detach().float()
-                else:
-                    self.window[key] = aux_loss.detach().float().clone()  # owned, since later steps add in place
-        if self.cfg.train.on_nonfinite == "skip" and not distributed.all_ranks(bool(torch.isfinite(total)), self.dist):
+        x, target, y_top1 = self.recipe.mix(x, y)  # Mixup/CutMix: soft targets; top-1 against the dominant label
+        accumulate = self.recipe.accumulate > 1
+        if accumulate:  # backward per micro-batch already done; the optimizer step follows the skip check
+            out = accumulated_forward_backward(self.parts, x, target, self.recipe.accumulate)
+        else:
+            out = step.forward(self.parts, x, target)
+        self.window.add_aux(out.aux_losses)
+        if self.cfg.train.on_nonfinite == "skip" and not distributed.all_ranks(bool(torch.isfinite(out.total)), self.dist):
             # a host sync, only for `skip`; under DDP all ranks skip together (a lone backward would hang)
-            self.skipped += 1
-            if self.skipped > self.cfg.train.max_nonfinite_skips:
-                self._nonfinite(f"more than train.max_nonfinite_skips={self.cfg.train.max_nonfinite_skips} "
-                                "steps had a non-finite loss")
-            if not all(bool(torch.isfinite(b).all()) for b in self.model.buffers() if b.is_floating_point()):
-                # the forward already wrote them (BatchNorm statistics): skipping the update cannot undo that
-                self._nonfinite("a non-finite forward pass left non-finite values in the model's buffers "
-                                "(e.g. BatchNorm running statistics), so the step cannot be skipped")
-            self.schedule.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self._skip_step()
             return
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        if self.cfg.train.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if accumulate:
+            step.optimizer_step(self.parts)
+        else:
+            step.update(self.parts, out.total)
         self.schedule.step()
-        w = self.window
-        w["loss"] += loss.detach().float()
-        w["nonfinite"] += (~torch.isfinite(total.detach())).float()
-        w["correct"] += (logits.detach().argmax(1) == y).sum()
-        w["steps"] += 1
-        w["images"] += len(y)
-        self._segment_images += len(y)  # a host-side count: no sync
+        self.recipe.after_update(self.model)  # the EMA of the weights
+        self.window.add(out.loss, out.total, out.logits, y_top1)
+        self.meter.count(len(y))
 
-    # ================================================================ records
-    def _zero_window(self) -> None:
-        z = lambda: torch.zeros((), device=self.device)  # noqa: E731
-        self.window = {"loss": z(), "nonfinite": z(), "correct": z(), "steps": z(), "images": z()}
+    def _skip_step(self) -> None:
+        """train.on_nonfinite=skip: no update for this batch; the schedule moves on."""
+        self.skipped += 1
+        if self.skipped > self.cfg.train.max_nonfinite_skips:
+            self._raise_nonfinite(f"more than train.max_nonfinite_skips={self.cfg.train.max_nonfinite_skips} "
+                                  "steps had a non-finite loss")
+        if not all(bool(torch.isfinite(b).all()) for b in self.model.buffers() if b.is_floating_point()):
+            # the forward already wrote them (BatchNorm statistics): skipping the update cannot undo that
+            self._raise_nonfinite("a non-finite forward pass left non-finite values in the model's buffers "
+                                  "(e.g. BatchNorm running statistics), so the step cannot be skipped")
+        self.schedule.step()
 
-    def _record(self, rec: dict) -> None:
-        if not self.is_main:
-            return
-        append_jsonl(self.metrics_path, rec)
-        if self.tb is not None:
-            self.tb.log(rec)
-
+    # ================================================================ logs
     def _log_train(self, bar) -> None:
-        self._pause_clock()
-        w = {k: v.item() for k, v in self.window.items()}  # the one host sync per log interval
-        w = distributed.average_window(w, self.dist)
-        steps = max(w.pop("steps"), 1.0)
-        if w.pop("nonfinite") > 0 or not math.isfinite(w["loss"]):
-            self._nonfinite(f"the loss became non-finite between steps {self.step - int(steps) + 1} and {self.step}")
-        images = w.pop("images")
-        loss = w.pop("loss") / steps
-        rec = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "split": "train",
-               "loss": loss, "top1": w.pop("correct") / max(images, 1.0), "lr": self.schedule.lr,
-               "time": round(time.perf_counter() - self.wall_start, 3),
-               "img_per_s": round(self._window_images / max(self._window_time, 1e-9), 2)}
-        rec.update({k: v / steps for k, v in w.items()})  # auxiliary losses
-        extra = getattr(self.model, "extra_metrics", None)
-        if extra is not None:
-            rec.update({k: float(v) for k, v in extra().items()})
-        self.last_finite_loss = loss
-        self._record(rec)
-        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{rec['top1']:.3f}", img_s=f"{rec['img_per_s']:.0f}")
-        self._zero_window()
-        self._window_images = self._window_time = 0.0
-        self._clock_start = time.perf_counter()
+        with self.meter.paused():
+            w = distributed.average_window(self.window.read(), self.dist)
+            steps = max(w.pop("steps"), 1.0)
+            if w.pop("nonfinite") > 0 or not math.isfinite(w["loss"]):
+                self._raise_nonfinite(f"the loss became non-finite between steps {self.step - int(steps) + 1} and {self.step}")
+            images = w.pop("images")
+            loss = w.pop("loss") / steps
+            rec = {"step": self.step, "epoch": self._epoch(), "split": "train",
+                   "loss": loss, "top1": w.pop("correct") / max(images, 1.0), "lr": self.schedule.lr,
+                   "time": round(self.meter.wall(), 3), "img_per_s": round(self.meter.window_img_per_s(), 2)}
+            rec.update({k: v / steps for k, v in w.items()})  # auxiliary losses
+            rec.update(self.recipe.train_line_fields())  # "mixed": top-1 counts the dominant label
+            extra = getattr(self.model, "extra_metrics", None)
+            if extra is not None:
+                rec.update({k: float(v) for k, v in extra().items()})
+            self.last_finite_loss = loss
+            self.recorder.record(rec)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{rec['top1']:.3f}", img_s=f"{rec['img_per_s']:.0f}")
+            self.window.zero()
 
-    def _pause_clock(self, count: bool = True) -> None:
-        """Close the current training segment. The sync makes GPU time land in the right segment."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        seg = time.perf_counter() - self._clock_start
-        images = self._segment_images * self.dist.world_size
-        self._last_segment, self._segment_images = seg, 0
-        if count:
-            self.train_time += seg
-            self.train_images += images
-            self._window_time += seg
-            self._window_images += images
+    def _epoch(self) -> float:
+        return round(self.step / self.steps_per_epoch, 4)
 
     # ================================================================ evaluation and checkpoints
     def _evaluate(self) -> None:
         self._last_eval_step = self.step
-        self._pause_clock()
-        self._check_window_finite()  # best.pt must never hold weights that saw a non-finite loss
-        results = {}
-        for split, loader in self.eval_loaders.items():
-            m = evaluate(self.model, loader, precision=self.precision, tta=self.cfg.eval.tta)
-            results[split] = m
-            self._record({"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "split": split,
-                          "loss": m["loss"], "top1": m["top1"], "top5": m["top5"],
-                          "time": round(time.perf_counter() - self.wall_start, 3)})
-        if "val" in results:
-            self.schedule.on_eval(results["val"]["loss"])
-        sel = results[self.selection_split]
-        if sel["top1"] > self.best["top1"]:
-            self.best = {"top1": sel["top1"], "step": self.step}
-            if self.is_main:
-                save_checkpoint(self.ckpt_dir / "best.pt", self._model_record("best", results))
-        self._clock_start = time.perf_counter()
+        with self.meter.paused():
+            self._check_window_finite()  # best.pt must never hold weights that saw a non-finite loss
+            results = {}
+            weights = {"model": self.model} if self.recipe.ema is None else {"model": self.model,
+                                                                              "ema": self.recipe.ema.module}
+            for which, model in weights.items():  # the EMA weights are a selection of their own
+                suffix = EMA_SUFFIX if which == "ema" else ""
+                for split, loader in self.eval_loaders.items():
+                    m = evaluate(model, loader, precision=self.precision, tta=self.cfg.eval.tta)
+                    results[split + suffix] = m
+                    self.recorder.record({"step": self.step, "epoch": self._epoch(), "split": split + suffix,
+                                          "loss": m["loss"], "top1": m["top1"], "top5": m["top5"],
+                                          "time": round(self.meter.wall(), 3),
+                                          "time_no_ckpt": round(self.meter.accuracy_clock(), 3)})
+            if "val" in results:
+                self.schedule.on_eval(results["val"]["loss"])
+            sel_split = self.selection_split
+            ema_top1 = results[sel_split + EMA_SUFFIX]["top1"] if self.recipe.ema is not None else None
+            which = self.recipe.observe(self.step, results[sel_split]["top1"], ema_top1)
+            sel = results[sel_split + (EMA_SUFFIX if which == "ema" else "")]
+            if sel["top1"] > self.best["top1"]:
+                self.best = {"top1": sel["top1"], "step": self.step, "weights": which}
+                if self.is_main:
+                    with self.meter.checkpointing():
+                        record = self._model_record("best", results, weights[which])
+                        record["weights"] = which  # best.pt says whether it holds the EMA or the trained weights
+                        self.recorder.save_checkpoint("best", record)
 
     @cached_property
     def _config_yaml(self) -> str:  # to_yaml takes ~50 ms; checkpoints may be written every step
         return to_yaml(self.cfg)
 
-    def _model_record(self, kind: str, metrics: dict | None = None) -> dict:
-        return {
-            "kind": kind, "model_name": self.cfg.model.name, "model_args": self.model_args,
-            "num_classes": self.data.num_classes, "classes": self.data.classes,
-            "input": {"size": [3, *self.data.image_size],
-                      "mean": list(self.normalize.mean) if self.normalize.mean else None,
-                      "std": list(self.normalize.std) if self.normalize.std else None},
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "step": self.step,
-            "metrics": {s: {k: v for k, v in m.items() if k in ("loss", "top1", "top5")} for s, m in (metrics or {}).items()},
-            "config": self._config_yaml,
-        }
+    def _model_record(self, kind: str, metrics: dict | None = None, model: torch.nn.Module | None = None) -> dict:
+        return model_record(kind, self.model if model is None else model, self.cfg, self.data, self.normalize,
+                            self.step, metrics, config_yaml=self._config_yaml)
+
+    def _state_parts(self) -> dict:
+        """The objects behind checkpoint.TRAIN_STATE_KEYS."""
+        return {"optimizer": self.optimizer, "scheduler": self.schedule, "scaler": self.parts.scaler,
+                "rng": GlobalRNG(self.device), "loader": self.train_loader, "trainer": self}
+
+    def state_dict(self) -> dict:  # last.pt's "trainer" entry: the loop's counters and the clocks
+        return {"step": self.step, "best": self.best, "skipped": self.skipped, "precision": self.precision,
+                "window": self.window.state_dict(), "recipe": self.recipe.state_dict(), **self.meter.state_dict()}
+
+    def load_state_dict(self, t: dict) -> None:
+        self.step, self.best, self.skipped = int(t["step"]), dict(t["best"]), int(t["skipped"])
+        self.window.load_state_dict(t["window"])
+        if "recipe" in t:  # checkpoints from before the recipes have none (and no recipe was on)
+            self.recipe.load_state_dict(t["recipe"])
+        self.meter.load_state_dict(t)
 
     def _save_last(self) -> None:
-        self._pause_clock()
-        self._check_window_finite()
-        ranks = distributed.gather_objects(  # DDP: every rank's own RNG streams and log-window sums
-            {"rng": rng_state(), "window": {k: v.detach().cpu() for k, v in self.window.items()}},
-            self.dist) if self.dist.world_size > 1 else None
-        if self.is_main:
-            state = self._model_record("last")
-            if ranks is not None:
-                state["ranks"] = ranks
-            state.update({
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.schedule.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "rng": rng_state(),
-                "loader": self.train_loader.state_dict(),
-                "world_size": self.dist.world_size,
-                "trainer": {
-                    "step": self.step, "best": self.best, "train_time": self.train_time,
-                    "train_images": self.train_images, "skipped": self.skipped,
-                    "wall": time.perf_counter() - self.wall_start, "compile_time": self.compile_time,
-                    "window": {k: v.detach().cpu() for k, v in self.window.items()},
-                    "window_time": self._window_time, "window_images": self._window_images,
-                },
-            })
-            save_checkpoint(self.ckpt_dir / "last.pt", state)
-        self._clock_start = time.perf_counter()
+        with self.meter.paused():
+            self._check_window_finite()
+            ranks = distributed.gather_objects(  # DDP: every rank's own RNG streams and log-window sums
+                {"rng": GlobalRNG(self.device).state_dict(), "window": self.window.state_dict()},
+                self.dist) if self.dist.world_size > 1 else None
+            if self.is_main:
+                state = {**self._model_record("last"), **train_state(self._state_parts()),
+                         "world_size": self.dist.world_size}
+                if ranks is not None:
+                    state["ranks"] = ranks
+                with self.meter.checkpointing():
+                    self.recorder.save_checkpoint("last", state)
 
     def _check_window_finite(self) -> None:
         # `stop` detects non-finite losses lazily; never checkpoint weights that saw one.
-        if distributed.any_rank(self.window["nonfinite"].item() > 0, self.dist):  # DDP: all ranks stop together
-            self._nonfinite(f"the loss became non-finite before step {self.step}")
+        if distributed.any_rank(self.window.saw_nonfinite(), self.dist):  # DDP: all ranks stop together
+            self._raise_nonfinite(f"the loss became non-finite before step {self.step}")
 
     def _load_last(self) -> None:
-        path = self.run_dir / "checkpoints" / "last.pt"
+        path = self.recorder.folder.last_pt
         if not path.exists():
-            raise ClassbenchError(f"Cannot resume {self.run_dir}: it has no checkpoints/last.pt.")
+            raise ClassbenchError(f"Cannot resume {self.run_dir}: it has no {runfolder.checkpoint_rel('last')}.")
         ckpt = load_checkpoint(path, map_location=self.device)
-        lacking = [k for k in ("optimizer", "scheduler", "scaler", "rng", "loader", "trainer") if k not in ckpt]
+        lacking = lacking_train_state(ckpt)
         if lacking:
             raise ClassbenchError(f"Cannot resume from {path}: it is not a full training checkpoint (no "
-                                  f"{', '.join(lacking)}; kind {ckpt.get('kind')!r}). Was a best.pt copied over it?")
+                                  f"{', '.join(lacking)}; kind {ckpt.get('kind')!r}). Was a {runfolder.BEST_PT} copied over it?")
         saved_world = ckpt.get("world_size", 1)
         if saved_world != self.dist.world_size:
             raise ClassbenchError(
@@ -370,55 +358,47 @@ class Trainer:
                 "each rank depends on it)."
             )
         load_model_state(self.model, ckpt["model"], str(path))
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.schedule.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        self.train_loader.load_state_dict(ckpt["loader"])
-        t = ckpt["trainer"]
-        self.step, self.best, self.skipped = int(t["step"]), dict(t["best"]), int(t["skipped"])
-        self.train_time, self.train_images = float(t["train_time"]), int(t["train_images"])
-        self.compile_time = float(t["compile_time"])
-        self.window = {k: v.to(self.device) for k, v in t["window"].items()}
-        self._window_time, self._window_images = float(t["window_time"]), float(t["window_images"])
-        self.wall_offset = float(t["wall"])
-        set_rng_state(distributed.to_cpu(ckpt["rng"]))  # map_location may have put the RNG states on the GPU
+        self._keep_precision(ckpt, path)
+        load_train_state(ckpt, self._state_parts())
+        self._plan_schedule(ckpt)
         if ckpt.get("ranks"):  # DDP: this rank's own RNG streams and log-window sums
             own = ckpt["ranks"][self.dist.rank]
-            self.window = {k: v.to(self.device) for k, v in own["window"].items()}
-            set_rng_state(distributed.to_cpu(own["rng"]))
-        evaluated = [r["step"] for r in read_jsonl(self.run_dir / "metrics.jsonl", warn=False)
-                     if r.get("split") != "train" and r.get("step", 0) <= self.step]
-        self._last_eval_step = max(evaluated, default=None)
+            self.window.load_state_dict(own["window"])
+            GlobalRNG(self.device).load_state_dict(own["rng"])
+        self._last_eval_step = max(self.recorder.evaluated_steps(self.step), default=None)
 
-    # ================================================================ run folder
-    def _start_records(self) -> None:
-        if self.resumed:
-            # A run killed mid-write leaves the temporary file of that write (.<name>.<random>.tmp).
-            for stale in [*self.run_dir.glob(".*.tmp"), *self.ckpt_dir.glob(".*.tmp")]:
-                stale.unlink(missing_ok=True)
-            # Lines written after the checkpoint belong to steps that will be trained again.
-            kept = [r for r in read_jsonl(self.metrics_path) if r.get("step", 0) <= self.step]
-            atomic_write_text(self.metrics_path, "".join(_json_line(r) for r in kept))
-        else:
-            atomic_write_json(self.run_dir / "env.json", environment(self.device))
-        # Also on resume: overrides (a new budget) make this the config the run really finishes under.
-        atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
-        write_status(self.run_dir, "running")
-        if self.cfg.log.tensorboard:
-            from .tensorboard import TensorBoardLogger
+    def _keep_precision(self, ckpt: dict, path: Path) -> None:
+        """A resume continues in the precision the run was trained in (last.pt's trainer entry; checkpoints
+        without it: fp16 if their GradScaler state is non-empty).  train.precision=auto keeps it even where
+        auto would now pick another (another GPU); an explicit other precision is refused."""
+        saved = ckpt["trainer"].get("precision") or ("fp16" if ckpt["scaler"] else None)
+        if saved is None or saved == self.precision:
+            return
+        if self.cfg.train.precision != "auto":
+            raise ClassbenchError(
+                f"{path} was trained in {saved}, but this resume asks for train.precision={self.cfg.train.precision}: "
+                f"resume with train.precision={saved} or auto (which keeps {saved}), or start a new run.")
+        self.precision = self.parts.precision = saved
+        self.parts.scaler = torch.amp.GradScaler(self.device.type, enabled=saved == "fp16")
 
-            self.tb = TensorBoardLogger(self.run_dir, _hparams(self.cfg),
-                                        purge_step=self.step + 1 if self.resumed else None)
+    def _plan_schedule(self, ckpt: dict) -> None:
+        """A new budget on resume: keep or re-plan the lr schedule as train.resume_schedule says, and say so."""
+        planned = self.schedule.saved_total
+        if planned is None and ckpt.get("config"):  # a checkpoint from before the plan was saved: its config's budget
+            saved = from_yaml_text(ckpt["config"], f"The config stored in {self.recorder.folder.last_pt}").train
+            planned = saved.steps or saved.epochs * self.steps_per_epoch
+        line = resume_plan.plan(self.schedule, self.step, planned, self.total_steps,
+                                self.cfg.train.resume_schedule, self.run_dir)
+        if line and self.is_main:
+            print(line, file=sys.stderr, flush=True)
 
+    # ================================================================ the end
     def _finish(self) -> Path:
-        wall = time.perf_counter() - self.wall_start
+        wall = self.meter.wall()
         test = self._test_of_best()  # every rank: under DDP each evaluates its test shard
+        self._write_test_predictions(test)
         if self.is_main:
-            summary = self._summary(wall, test)
-            atomic_write_json(self.run_dir / "summary.json", summary)
-            write_status(self.run_dir, "finished")
-            if self.tb is not None:
-                self.tb.close({k: summary[k] for k in ("best_val_top1", "test_top1", "test_top5") if summary.get(k) is not None})
+            self.recorder.finish(self._summary(wall, test), self.recipe.stop_reason or "")
         distributed.barrier(self.dist)
         return self.run_dir
 
@@ -428,143 +408,85 @@ class Trainer:
             return {}
         model = copy.deepcopy(self.model)
         if self.is_main:
-            best = load_checkpoint(self.ckpt_dir / "best.pt", map_location=self.device)
-            load_model_state(model, best["model"], "best.pt")
+            best = load_checkpoint(self.recorder.folder.best_pt, map_location=self.device)
+            load_model_state(model, best["model"], runfolder.BEST_PT)
         distributed.broadcast_module(model, self.dist)
         loader = self.eval_loaders.get("test") or DeviceLoader(
             self.data.splits["test"], self.cfg.eval.batch_size, train=False, device=self.device,
             normalize=self.normalize, channels_last=self.channels_last)
-        return evaluate(model, loader, precision=self.precision, tta=self.cfg.eval.tta)
+        return evaluate(model, loader, precision=self.precision, tta=self.cfg.eval.tta, with_predictions=True)
+
+    def _write_test_predictions(self, test: dict) -> None:
+        """Store best.pt's test predictions (McNemar's test and calibration in compare and report)."""
+        if "pred" not in test:
+            return
+        import numpy as np
+
+        shards = distributed.gather_objects({k: test[k].numpy() for k in ("pred", "target", "confidence")}, self.dist)
+        if not self.is_main:
+            return
+        n, world = sum(len(s["pred"]) for s in shards), len(shards)
+        full = {k: np.empty(n, dtype=v.dtype) for k, v in shards[0].items()}
+        for rank, shard in enumerate(shards):  # rank r evaluated images r, r + W, r + 2W, ... (DeviceLoader's eval shard)
+            for k, v in shard.items():
+                full[k][rank::world] = v
+        self.recorder.test_predictions(**full)
 
     def _summary(self, wall: float, test: dict) -> dict:
+        """summary.json.  A new field goes here (and into docs/design.md's summary.json)."""
         from ..models.profile import count_flops, count_params
 
         flops_model = create_model(self.cfg.model.name, num_classes=self.data.num_classes, **self.model_args)
+        m = self.meter
         return {
             "name": self.cfg.name, "model": self.cfg.model.name, "dataset": self.cfg.data.name,
             "num_classes": self.data.num_classes, "params": count_params(self.model),
-            "flops": count_flops(flops_model, (3, *self.data.image_size)), "status": "finished",
+            "flops": count_flops(flops_model, (3, *self.data.image_size)), "status": runfolder.FINISHED,
             "selection_split": self.selection_split,
+            "data_warnings": list(self.data.warnings),  # splits missing classes or unbalanced, constant channels
             "best_val_top1": self.best["top1"] if self.selection_split == "val" else None,
             "best_val_step": self.best["step"] if self.selection_split == "val" else None,
             "best_step": self.best["step"],
             "test_top1": test.get("top1"), "test_top5": test.get("top5"), "test_loss": test.get("loss"),
-            "steps": self.step, "epochs": round(self.step / self.steps_per_epoch, 4),
+            "steps": self.step, "epochs": self._epoch(),
             "batch_size": self.cfg.train.batch_size, "world_size": self.dist.world_size,
             "device": str(self.device), "precision": self.precision, "threads": self.threads,
-            "channels_last": self.channels_last, "compile": self.cfg.train.compile,
-            "wall_time_s": round(wall, 2), "train_time_s": round(self.train_time, 2),
-            "compile_time_s": round(self.compile_time, 2),
-            "train_img_per_s": round(self.train_images / max(self.train_time, 1e-9), 2),
-            "nonfinite_skipped": self.skipped,
+            "channels_last": self.channels_last, "compile": self.compile, "compile_choice": self.compile_choice,
+            "compile_mode": self.cfg.train.compile_mode if self.compile else None, **self.backend,
+            "wall_time_s": round(wall, 2), "train_time_s": round(m.train_time, 2),
+            "compile_time_s": round(m.compile_time, 2), "warmup_time_s": round(m.warmup_time, 2),
+            "checkpoint_time_s": round(m.checkpoint_time, 2), "train_img_per_s": round(m.img_per_s(), 2),
+            "wall_img_per_s": round(m.wall_img_per_s(), 2),
+            "nonfinite_skipped": self.skipped, "best_weights": self.best.get("weights", "model"),
+            **self.recipe.summary_fields(self.selection_split),  # EMA: both selections; early stop: why it ended
+            **hostload.summary_fields(self.load_avg_start, self.threads),  # was img/s measured on a busy host?
         }
 
-    # ================================================================ stops
-    @contextmanager
-    def _signals(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
+    # ================================================================ stops (both raise)
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop before the next step, as a signal does: last.pt, status "interrupted", TrainingInterrupted."""
+        self._stop_signal = signum
 
-        def handler(signum, frame):  # noqa: ARG001
-            self._stop_signal = signum
-
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-
-    @contextmanager
-    def _closing_tensorboard(self):
-        """On a stop or crash, flush the events written so far; a finished run closes with its hparams."""
-        try:
-            yield
-        except BaseException:
-            if self.tb is not None:
-                self.tb.close()
-            raise
-
-    def _interrupt(self) -> None:
+    def _raise_interrupted(self) -> NoReturn:
         self._save_last()
         name = signal.Signals(self._stop_signal).name
-        if self.is_main:
-            write_status(self.run_dir, "interrupted", f"{name} at step {self.step}")
+        self.recorder.status(runfolder.INTERRUPTED, f"{name} at step {self.step}")
         raise TrainingInterrupted(
             f"{name} received: saved a resumable checkpoint at step {self.step} of {self.total_steps}. "
             f"Resume with: classbench train --resume {self.run_dir}"
             + (f" --nproc {self.dist.world_size}" if self.dist.world_size > 1 else "")
         )
 
-    def _nonfinite(self, what: str) -> None:
+    def _raise_nonfinite(self, what: str) -> NoReturn:
         diag = {"step": self.step, "lr": self.schedule.lr, "last_finite_loss": self.last_finite_loss,
                 "detail": what, "skipped": self.skipped}
-        if self.is_main:
-            atomic_write_json(self.run_dir / "nonfinite.json", diag)
-            write_status(self.run_dir, "nonfinite", what)
+        self.recorder.nonfinite(diag, what)
         raise NonFiniteLossError(
             f"Training stopped: {what} (lr {diag['lr']:.3g}, last finite loss {diag['last_finite_loss']}). "
-            f"best.pt and last.pt hold the last good weights; details in {self.run_dir / 'nonfinite.json'}. "
-            "Lower optim.lr, set train.grad_clip, or use train.on_nonfinite=skip."
+            f"{runfolder.BEST_PT} and {runfolder.LAST_PT} hold the last good weights; details in {self.recorder.folder.nonfinite_json}. "
+            + (" ".join(self.data.warnings) + " " if self.data.warnings else "")  # e.g. all-black images, not the lr
+            + "Lower optim.lr, set train.grad_clip, or use train.on_nonfinite=skip."
         )
-
-    # attributes that __init__ leaves for fit()
-    wall_offset = 0.0
-    _last_eval_step: int | None = None
-    _segment_images = 0
-    _window_time = 0.0
-    _window_images = 0.0
-    _last_segment = 0.0
-
-
-def keep_freed_memory() -> None:
-    """CPU training: let glibc malloc keep freed memory instead of unmapping it.
-
-    Activations above malloc's mmap threshold (32 MiB at most) are otherwise mmapped and unmapped every
-    step, and every fresh page costs a page fault plus zeroing (~0.4 ms/MiB on a 2-core VM): ResNet-18 at
-    batch 256 trained 11-28 % faster with this (docs/perf-measurements.md).  The process keeps its peak
-    heap.  No-op without glibc; ``CLASSBENCH_MALLOC_TUNING=0`` turns it off.
-    """
-    import ctypes
-    import os
-
-    if os.environ.get("CLASSBENCH_MALLOC_TUNING", "1") == "0":
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-4, 0)  # M_MMAP_MAX=0: serve large blocks from the heap too
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB free at the top of the heap
-    except (OSError, AttributeError):
-        pass
-
-
-def _is_tty() -> bool:
-    import sys
-
-    return sys.stderr.isatty()
-
-
-def _json_line(rec: dict) -> str:
-    import json
-
-    return json.dumps(rec) + "\n"
-
-
-def _hparams(cfg: Config) -> dict:
-    from ..config import to_dict
-
-    flat: dict = {}
-
-    def walk(d, prefix=""):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            else:
-                flat[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
-
-    walk(to_dict(cfg))
-    return flat
 
 
 def train(cfg: Config) -> Path:
@@ -575,11 +497,7 @@ def train(cfg: Config) -> Path:
 
 def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     """Continue a run from its checkpoints/last.pt, with its own stored config."""
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.exists():
-        raise ClassbenchError(f"{run_dir} is not a run folder (no config.yaml); give the folder that `train` created.")
-    cfg = from_yaml_text(cfg_path.read_text())
+    cfg = load_run_config(run_dir, check=not overrides)  # untrusted: missing/empty/bad config.yaml is one line
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     with distributed.explain_errors():

@@ -1,0 +1,76 @@
+"""``train.compile``: on, off, or ``auto`` -- compile where it was measured to pay off.
+
+``auto`` compiles only when both hold:
+
+* compiling was *measured* faster for the model's family on this kind of device at this precision
+  (:data:`MEASURED`; a family/device/precision that was never measured is not compiled), and
+* the run is long enough for the measured gain to repay the compile time: ``steps x eager step time
+  x (1 - 1/speedup) > compile seconds``, and at least :data:`MIN_STEPS` steps (so never for a smoke run
+  or a test).
+
+The decision and its reason go into summary.json (``compile``, ``compile_choice``), with the seconds
+the compilation took (``compile_time_s``).  Compiled graphs are kept in the inductor cache under the
+runs folder (:func:`use_shared_inductor_cache`), so the runs of a sweep compile a model once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CompileGain:
+    speedup: float  # eager step time / compiled step time, training
+    compile_s: float  # one-off cost of the first compiled step
+    eager_img_per_s: float  # eager training img/s of the measured model (gives the step time of a batch)
+    source: str  # what was measured, where, when
+
+
+#: (family, device type, precision) -> what compiling was measured to give.  Add a row only from a
+#: measurement (``classbench bench --compile``; benchmarks/gpu_check.sh on a GPU) and cite it.
+MEASURED: dict[tuple[str, str, str], CompileGain] = {
+    ("vit", "cpu", "bf16"): CompileGain(
+        2550 / 1930, 26.6, 1930.0,
+        "mcvit_tiny batch 256: 1,930 img/s eager, 2,550 compiled (issue #19, 2-core Xeon with AMX-BF16, "
+        "2026-12-02); compile time from docs/perf-measurements.md 1b"),
+    ("vit", "cpu", "fp32"): CompileGain(
+        768 / 754, 26.6, 754.0, "mcvit_tiny batch 256, AVX2 EPYC: 754 vs 768 img/s (docs/perf-measurements.md 1b)"),
+    ("resnet", "cpu", "fp32"): CompileGain(
+        374.8 / 374.6, 25.1, 374.6, "resnet20 batch 128, AVX2 EPYC: 374.6 vs 374.8 img/s (docs/perf-measurements.md 1b)"),
+    ("airbench", "cpu", "fp32"): CompileGain(
+        207 / 217, 41.0, 217.0, "airbench_net batch 512, AVX2 EPYC: 217 vs 207 img/s (docs/perf-measurements.md 1b)"),
+}
+#: Below this speed-up a measured gain is within run-to-run noise: not worth a compile.
+MIN_SPEEDUP = 1.05
+#: Never compile a run shorter than this (smoke runs, tests).
+MIN_STEPS = 200
+
+
+def decide(setting: str, *, family: str, device_type: str, precision: str, steps: int,
+           batch_size: int) -> tuple[bool, str]:
+    """(compile?, the reason in words) for ``train.compile=setting`` and a run of ``steps`` steps."""
+    if setting in ("on", "off"):
+        return setting == "on", f"train.compile={setting}"
+    where = f"{family} on {device_type} in {precision}"
+    gain = MEASURED.get((family, device_type, precision))
+    if gain is None:
+        return False, f"auto: compiling {where} was not measured"
+    if gain.speedup < MIN_SPEEDUP:
+        return False, f"auto: compiling {where} was measured no faster ({gain.speedup:.2f}x)"
+    step_s = batch_size / gain.eager_img_per_s
+    saved = steps * step_s * (1 - 1 / gain.speedup)
+    if steps < MIN_STEPS or saved <= gain.compile_s:
+        return False, (f"auto: {steps} steps are too few: {gain.speedup:.2f}x on {where} would save "
+                       f"~{saved:.0f} s for ~{gain.compile_s:.0f} s of compiling")
+    return True, f"auto: {gain.speedup:.2f}x on {where} saves ~{saved:.0f} s for ~{gain.compile_s:.0f} s of compiling"
+
+
+def use_shared_inductor_cache(runs_dir: str | Path) -> Path:
+    """Point torch's inductor cache at ``<runs_dir>/.cache/inductor`` (unless TORCHINDUCTOR_CACHE_DIR is
+    set): every run of a sweep writes to one runs folder, so the second run of a model loads the first
+    one's compiled graphs instead of compiling again -- also across the nodes of a cluster, where torch's
+    default (/tmp) is per node."""
+    path = Path(os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(runs_dir).resolve() / ".cache" / "inductor")))
+    return path

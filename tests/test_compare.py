@@ -1,0 +1,422 @@
+"""`classbench compare` and the one comparison object behind summary, compare, plot and report.
+
+Most tests here write run folders by hand (config.yaml, summary.json, status.json,
+metrics.jsonl, stored test predictions) with known numbers, so every expected
+value is computed in the test from those numbers.  The end-to-end test at the
+bottom trains two tiny recipes x 3 seeds on synthetic data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from classbench.cli import main
+from classbench.compare import stats
+from classbench.compare.comparison import build_comparison
+from classbench.compare.runs import load_runs
+from classbench.config import load_config
+from classbench.io import append_jsonl, atomic_write_json, atomic_write_text
+from classbench.runfolder import write_test_predictions
+
+BASE = ["data.name=synthetic", "data.num_classes=4", "data.synthetic_size=256", "data.image_size=16",
+        "data.val_size=64", "model.name=toy_dilated", "train.steps=10"]
+
+
+@functools.lru_cache(maxsize=None)
+def _config_text(name: str, overrides: tuple[str, ...]) -> str:
+    # A validated config, built once per recipe: OmegaConf takes half a second per config.
+    return json.dumps(dataclasses.asdict(load_config(None, [*BASE, f"name={name}", *overrides])))
+
+
+def _config(name: str, overrides: tuple[str, ...]) -> dict:
+    return json.loads(_config_text(name, tuple(overrides)))
+
+
+def fake_run(runs: Path, name: str, seed: int, test_top1: float, *overrides: str, status: str = "finished",
+             val_top1: float | None = None, correct: np.ndarray | None = None, val_curve=(), stamp: str | None = None) -> Path:
+    """A run folder as the trainer leaves it, with the given scores (no training)."""
+    cfg = _config(name, overrides)
+    cfg["train"]["seed"] = seed
+    path = runs / cfg["data"]["name"] / name / (stamp or f"20261202-1200{seed:02d}")
+    path.mkdir(parents=True)
+    (path / "checkpoints").mkdir()
+    atomic_write_text(path / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    atomic_write_json(path / "status.json", {"status": status, "pid": 1, "host": "elsewhere", "updated": "", "message": ""})
+    for i, (t, v) in enumerate(val_curve):
+        append_jsonl(path / "metrics.jsonl", {"step": 10 * (i + 1), "split": "val", "top1": v, "time": t})
+    if not val_curve:
+        append_jsonl(path / "metrics.jsonl", {"step": 10, "split": "val", "top1": val_top1 or test_top1, "time": 1.0})
+    if status == "finished":
+        atomic_write_json(path / "summary.json", {
+            "name": name, "model": cfg["model"]["name"], "dataset": cfg["data"]["name"], "status": "finished",
+            "selection_split": "val", "best_val_top1": val_top1 if val_top1 is not None else test_top1 + 0.01,
+            "test_top1": test_top1, "params": 1000, "flops": 5000, "train_img_per_s": 100.0 + seed,
+            "wall_time_s": 10.0 + seed,
+        })
+    if correct is not None:
+        target = np.arange(len(correct)) % 4
+        write_test_predictions(path, np.where(correct, target, (target + 1) % 4), target, np.full(len(correct), 0.8))
+    return path
+
+
+def load(runs: Path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_runs(runs)
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+A = [0.812, 0.820, 0.816]
+B = [0.780, 0.790, 0.784]
+C = [0.815, 0.809, 0.818]
+
+
+@pytest.fixture
+def three_arms(tmp_path) -> Path:
+    runs = tmp_path / "runs"
+    for name, vals, extra in (("wide", A, ["model.args={width: 16}"]), ("narrow", B, []), ("mid", C, ["model.args={width: 12}"])):
+        for seed, v in enumerate(vals):
+            fake_run(runs, name, seed, v, *extra)
+    return runs
+
+
+def test_arms_group_seeds_and_aggregate(three_arms):
+    comp = build_comparison(load(three_arms))
+    assert [a.label for a in comp.arms] == ["wide", "mid", "narrow"]  # best mean test top-1 first
+    wide = comp.arm("wide")
+    mean = sum(A) / 3
+    sd = math.sqrt(sum((v - mean) ** 2 for v in A) / 2)
+    half = 4.302653 * sd / math.sqrt(3)  # t_{0.975, 2}
+    assert wide.n == 3 and wide.test.mean == pytest.approx(mean) and wide.test.std == pytest.approx(sd)
+    assert wide.test.ci95 == pytest.approx((mean - half, mean + half))
+    assert wide.val.mean == pytest.approx(mean + 0.01)
+    assert wide.train_img_per_s == pytest.approx(101.0) and wide.wall_time_s == pytest.approx(11.0)
+    assert len({a.key for a in comp.arms}) == 3
+
+
+def test_verdicts_welch_and_holm(three_arms):
+    comp = build_comparison(load(three_arms))
+    assert comp.reference.label == "wide" and len(comp.verdicts) == 2
+    by_b = {v.b.label: v for v in comp.verdicts}
+    raw = {k: stats.welch(A, vals) for k, vals in (("narrow", B), ("mid", C))}
+    adjusted = stats.holm([raw["narrow"].p_value, raw["mid"].p_value])
+    for (k, r), p_adj in zip(raw.items(), adjusted):
+        v = by_b[k]
+        assert v.a.label == "wide" and v.result.test == "welch"
+        assert v.diff == pytest.approx(r.diff) and v.result.p_value == pytest.approx(r.p_value)
+        assert v.p_adjusted == pytest.approx(p_adj)
+    narrow = by_b["narrow"]
+    assert narrow.significant and narrow.sentence.startswith("wide beats narrow by 3.1 points (95 % CI")
+    assert "3 seeds each" in narrow.sentence and "Holm p" in narrow.sentence
+    mid = by_b["mid"]
+    assert not mid.significant and mid.sentence.startswith("no significant difference between wide and mid")
+    sd = stats.pooled_std([A, C])
+    assert f"about {stats.seeds_for_power(sd, 0.005)} seeds per arm would detect a 0.5-point difference with 80 % power" in mid.sentence
+    assert comp.verdicts[0] is narrow  # the decisive verdict heads the list
+
+
+def test_compare_json_interface(three_arms, capsys):
+    rc, out, _ = cli(capsys, "compare", str(three_arms), "--format", "json")
+    assert rc == 0
+    rows = json.loads(out)
+    assert {"a", "b", "n_a", "n_b", "diff", "ci95", "p_value", "p_adjusted", "test", "verdict"} <= set(rows[0])
+    narrow = next(r for r in rows if r["b"] == "narrow")
+    assert narrow["a"] == "wide" and narrow["n_a"] == narrow["n_b"] == 3 and narrow["test"] == "welch"
+    assert narrow["diff"] == pytest.approx(sum(A) / 3 - sum(B) / 3)  # fractions, not points
+    assert narrow["ci95"][0] < narrow["diff"] < narrow["ci95"][1]
+
+
+def test_compare_text_and_markdown(three_arms, capsys):
+    rc, out, _ = cli(capsys, "compare", str(three_arms))
+    assert rc == 0 and "wide beats narrow" in out and "81.60 ± 0.40" in out  # mean of A as a percentage
+    rc, md, _ = cli(capsys, "compare", str(three_arms), "--format", "markdown")
+    assert rc == 0 and md.startswith("**Verdict**") and "| wide | 3 |" in md
+
+
+def test_baseline_orients_the_difference(three_arms, capsys):
+    comp = build_comparison(load(three_arms), baseline="narrow")
+    assert comp.reference.label == "narrow" and all(v.b.label == "narrow" for v in comp.verdicts)
+    wide = next(v for v in comp.verdicts if v.a.label == "wide")
+    assert wide.diff == pytest.approx(sum(A) / 3 - sum(B) / 3)
+    rc, _, err = cli(capsys, "compare", str(three_arms), "--baseline", "nosuch")
+    assert rc == 2 and "--baseline 'nosuch' is not an arm" in err and "wide" in err
+
+
+def test_arms_of_one_name_are_labelled_by_the_keys_that_differ(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        fake_run(runs, "toy", seed, 0.8 + seed / 100, "optim.lr=0.05", stamp=f"a{seed}")
+        fake_run(runs, "toy", seed, 0.7 + seed / 100, "optim.lr=0.1", stamp=f"b{seed}")
+    comp = build_comparison(load(runs))
+    assert sorted(a.label for a in comp.arms) == ["toy optim.lr=0.05", "toy optim.lr=0.1"]
+    assert all(a.n == 2 for a in comp.arms)
+
+
+def test_one_run_arms_have_no_ci_and_use_mcnemar(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(0)
+    ca = rng.uniform(size=400) < 0.85
+    cb = rng.uniform(size=400) < 0.70
+    fake_run(runs, "good", 0, float(ca.mean()), correct=ca)
+    fake_run(runs, "bad", 0, float(cb.mean()), correct=cb)
+    comp = build_comparison(load(runs))
+    (v,) = comp.verdicts
+    r = stats.mcnemar(ca, cb)
+    assert v.result.test == "mcnemar" and v.result.discordant == r.discordant and v.result.p_value == pytest.approx(r.p_value)
+    assert v.diff == pytest.approx(ca.mean() - cb.mean())
+    assert "tests the two trained models, not the recipes" in v.sentence
+    assert comp.arm("good").test.ci95 is None
+    rc, out, _ = cli(capsys, "compare", str(runs))
+    assert rc == 0 and "n=1: no CI" in out
+
+
+def test_old_runs_without_predictions_say_so(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs, "good", 0, 0.85, correct=np.ones(100, bool))
+    fake_run(runs, "old", 0, 0.80)
+    (v,) = build_comparison(load(runs)).verdicts
+    assert v.result is None and v.comparable and v.diff == pytest.approx(0.05)
+    assert "no stored test predictions" in v.sentence and "synthetic/old/" in v.sentence
+    assert "McNemar's test is not possible" in v.sentence
+
+
+def test_mixed_arm_sizes_are_not_tested(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs, "one", 0, 0.85)
+    for seed in (0, 1, 2):
+        fake_run(runs, "three", seed, 0.80 + seed / 100)
+    (v,) = build_comparison(load(runs)).verdicts
+    assert v.result is None and "one has one run and three has 3" in v.sentence
+
+
+def test_arms_on_different_images_are_not_compared(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        fake_run(runs, "a", seed, 0.8 + seed / 100)
+        fake_run(runs, "b", seed, 0.7 + seed / 100, "data.val_size=32")
+        fake_run(runs, "c", seed, 0.6 + seed / 100, "data.split_seed=5")
+    comp = build_comparison(load(runs))
+    assert all(not v.comparable and v.p_adjusted is None for v in comp.verdicts)
+    reasons = " ".join(v.sentence for v in comp.verdicts)
+    assert "data.val_size 64 vs 32" in reasons and "data.split_seed 0 vs 5" in reasons
+    rc, _, err = cli(capsys, "compare", str(runs))
+    assert rc == 2 and "No two arms can be compared" in err and "data.val_size 64 vs 32" in err
+
+
+def test_different_test_sizes_are_not_compared(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs, "a", 0, 0.8, correct=np.ones(100, bool))
+    fake_run(runs, "b", 0, 0.7, correct=np.ones(80, bool))
+    (v,) = build_comparison(load(runs)).verdicts
+    assert not v.comparable and "test size 100 vs 80 images" in v.sentence
+
+
+def test_unfinished_runs_are_left_out_and_listed(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        fake_run(runs, "a", seed, 0.8 + seed / 100)
+        fake_run(runs, "b", seed, 0.7 + seed / 100)
+    fake_run(runs, "a", 2, 0.99, status="failed")
+    fake_run(runs, "b", 2, 0.99, status="interrupted")
+    comp = build_comparison(load(runs))
+    assert [a.n for a in comp.arms] == [2, 2]
+    assert sorted((e.run.split("/")[1], e.status) for e in comp.excluded) == [("a", "failed"), ("b", "interrupted")]
+    rc, out, _ = cli(capsys, "compare", str(runs))
+    assert rc == 0 and out.count("left out synthetic/") == 2
+
+
+def test_fewer_than_two_arms_exit_2(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for seed in (0, 1, 2):
+        fake_run(runs, "a", seed, 0.8)
+    fake_run(runs, "b", 0, 0.5, status="failed")
+    rc, _, err = cli(capsys, "compare", str(runs))
+    assert rc == 2 and "Fewer than two arms" in err and "1 arm (a, 3 run(s))" in err and "1 unfinished" in err
+
+
+def test_time_to_target(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs, "a", 0, 0.8, val_curve=[(5.0, 0.5), (9.0, 0.91), (12.0, 0.95)])
+    fake_run(runs, "a", 1, 0.8, val_curve=[(4.0, 0.92)])
+    fake_run(runs, "a", 2, 0.8, val_curve=[(4.0, 0.60), (8.0, 0.70)])
+    fake_run(runs, "b", 0, 0.7)
+    comp = build_comparison(load(runs), target=0.9)
+    tt = comp.arm("a").time_to_target
+    assert tt.reached == 2 and tt.n == 3 and tt.mean_s == pytest.approx((9.0 + 4.0) / 2)
+
+
+# ---------------------------------------------------------------- end to end: two recipes x 3 seeds, trained
+TINY = ["data.name=synthetic", "data.num_classes=4", "data.synthetic_size=256", "data.image_size=16",
+        "data.val_size=64", "data.train_subset_size=32", "data.pad=2", "model.name=toy_dilated",
+        "optim.name=adam", "optim.weight_decay=0", "train.batch_size=32", "train.epochs=2", "train.threads=1",
+        "train.precision=fp32", "eval.splits=[val,test]", "eval.batch_size=64", "log.every=3", "log.progress=never"]
+RECIPES = {"wide": ["model.args={width: 8}", "optim.lr=0.01"], "slow": ["model.args={width: 4}", "optim.lr=0.0005"]}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    from classbench.train.trainer import train
+
+    runs = tmp_path_factory.mktemp("e2e") / "runs"
+    for name, recipe in RECIPES.items():
+        for seed in range(3):
+            train(load_config(None, [*TINY, *recipe, f"name={name}", f"train.seed={seed}", f"train.runs_dir={runs}"]))
+    return runs
+
+
+@pytest.fixture(scope="module")
+def e2e_report(trained, tmp_path_factory) -> Path:
+    """`classbench report` over the trained runs, written once for the tests that read it."""
+    out = tmp_path_factory.mktemp("e2e-report") / "report.html"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["report", str(trained), "-o", str(out)]) == 0
+    return out
+
+
+def _summaries(runs: Path) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for p in sorted(runs.glob("synthetic/*/*/summary.json")):
+        out.setdefault(p.parent.parent.name, []).append(json.loads(p.read_text()))
+    return out
+
+
+def test_trainer_stores_test_predictions(trained):
+    from classbench.runfolder import read_test_predictions
+
+    for summary_path in trained.glob("synthetic/*/*/summary.json"):
+        s = json.loads(summary_path.read_text())
+        p = read_test_predictions(summary_path.parent)
+        assert p is not None and len(p["target"]) == 64  # synthetic test split: synthetic_size // 4
+        assert float((p["pred"] == p["target"]).mean()) == pytest.approx(s["test_top1"])
+        assert ((p["confidence"] > 0) & (p["confidence"] <= 1)).all()
+
+
+def test_summary_compare_plot_report_agree(trained, e2e_report, tmp_path, capsys):
+    sums = _summaries(trained)
+    means = {k: sum(s["test_top1"] for s in v) / len(v) for k, v in sums.items()}
+    assert set(means) == {"wide", "slow"} and all(len(v) == 3 for v in sums.values())
+
+    # summary: arms by default (each arm has 3 runs), the issue's JSON names, means from summary.json
+    rc, out, _ = cli(capsys, "summary", str(trained), "--format", "json")
+    assert rc == 0
+    arms = {a["arm"]: a for a in json.loads(out)}
+    assert set(arms) == set(means)
+    for label, a in arms.items():
+        assert {"arm", "config", "n", "runs", "mean", "std", "ci95", "min", "max"} <= set(a)
+        assert a["n"] == 3 and a["mean"] == pytest.approx(means[label]) and len(a["runs"]) == 3
+        vals = [s["test_top1"] for s in sums[label]]
+        assert a["min"] == min(vals) and a["max"] == max(vals) and a["ci95"][0] <= a["mean"] <= a["ci95"][1]
+    order = [a["arm"] for a in json.loads(out)]
+    assert order == sorted(means, key=lambda k: -means[k])  # the honest column decides the order
+    rc, by_run, _ = cli(capsys, "summary", str(trained), "--by", "run", "--format", "json")
+    assert rc == 0 and len(json.loads(by_run)) == 6
+
+    # compare: the difference of those means, Welch on those values
+    rc, out, _ = cli(capsys, "compare", str(trained), "--format", "json")
+    assert rc == 0
+    (v,) = json.loads(out)
+    best, other = order
+    assert (v["a"], v["b"], v["test"]) == (best, other, "welch")
+    assert v["diff"] == pytest.approx(means[best] - means[other])
+    expected = stats.welch([s["test_top1"] for s in sums[best]], [s["test_top1"] for s in sums[other]])
+    assert v["p_value"] == pytest.approx(expected.p_value) and v["ci95"] == pytest.approx(list(expected.ci95))
+
+    # summary markdown: headed by the same verdict
+    rc, md, _ = cli(capsys, "summary", str(trained))
+    assert rc == 0 and md.index(v["verdict"]) < md.index("| arm |")
+
+    # plot --by arm: the curves are the means of the runs' own records
+    from classbench.compare.plots import arm_curve
+
+    comp = build_comparison(load(trained))
+    for arm in comp.arms:
+        xs, mean, lo, hi = arm_curve(arm, "val", "top1")
+        last = [r.records("val", "top1")[-1]["top1"] for r in arm.runs]
+        assert mean[-1] == pytest.approx(sum(last) / 3) and lo[-1] == min(last) and hi[-1] == max(last)
+        _, _, clo, chi = arm_curve(arm, "val", "top1", band="ci")
+        assert (clo[-1], chi[-1]) == pytest.approx(stats.describe(last).ci95)
+    rc, out, _ = cli(capsys, "plot", str(trained), "--out", str(tmp_path / "fig"), "--band", "ci")
+    assert rc == 0
+    for name in ("loss.png", "top1.png", "top5.png", "size.png"):
+        assert (tmp_path / "fig" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # report: verdict first, then the arm table with the same numbers, per-arm analysis of its best.pt
+    text = e2e_report.read_text()
+    assert text.index("id='verdict'") < text.index("id='arms'") < text.index("id='curves'")
+    import html as html_mod
+
+    assert html_mod.escape(v["verdict"], quote=True) in text
+    for label, mean in means.items():
+        assert f"{100 * mean:.2f}" in text
+    assert text.count("class='arm-analysis'") == 2 and text.count("class='ece'") == 2
+    assert text.count("alt=\"reliability diagram of") == 2
+
+
+def test_summary_by_run_sorts_by_the_honest_column(tmp_path, capsys):
+    """#13.3: the default order is test top-1 of the val-chosen checkpoint, not the optimistic best-at-any-step."""
+    runs = tmp_path / "runs"
+    lucky = fake_run(runs, "lucky", 0, 0.70)  # a test spike at a step val did not choose: optimistic 0.95
+    append_jsonl(lucky / "metrics.jsonl", {"step": 20, "split": "test", "top1": 0.95, "time": 2.0})
+    steady = fake_run(runs, "steady", 0, 0.80)
+    append_jsonl(steady / "metrics.jsonl", {"step": 20, "split": "test", "top1": 0.81, "time": 2.0})
+    rc, out, _ = cli(capsys, "summary", str(runs), "--format", "json")
+    rows = json.loads(out)
+    assert rc == 0 and "run" in rows[0]  # one run per arm: the per-run table by default
+    assert [r["config"] for r in rows] == ["steady", "lucky"]
+    rc, out, _ = cli(capsys, "summary", str(runs), "--format", "json", "--sort", "best_any_step")
+    assert [r["config"] for r in json.loads(out)] == ["lucky", "steady"]
+
+
+def test_report_renders_in_chromium_with_the_verdict_first(trained, e2e_report, tmp_path):
+    """As tests/test_report_browser.py does: the page renders offline, and the DOM a browser builds holds the
+    verdict as the first section, then the arm table with one row per arm."""
+    import re
+
+    from PIL import Image
+
+    from test_report_browser import WINDOW, _chrome, _chromium
+
+    binary = _chromium()
+    url = e2e_report.resolve().as_uri()
+    shot = tmp_path / "report.png"
+    res = _chrome(binary, tmp_path / "profile1", f"--screenshot={shot}", url)
+    assert shot.is_file(), res.stderr[-2000:]
+    with Image.open(shot) as im:
+        assert im.size == WINDOW and np.asarray(im.convert("RGB"), dtype=np.float32).std() > 20
+    res = _chrome(binary, tmp_path / "profile2", "--dump-dom", url)
+    dom = res.stdout
+    assert res.returncode == 0, res.stderr[-2000:]
+    sections = re.findall(r'<section id="([^"]+)"', dom)
+    assert sections[:3] == ["verdict", "arms", "summary"]
+    table = re.search(r'<table id="arms-table".*?</table>', dom, re.S).group(0)
+    comp = build_comparison(load(trained))
+    assert re.findall(r'data-arm="([^"]+)"', table) == [a.label for a in comp.arms]
+    verdict = re.search(r'<section id="verdict".*?</section>', dom, re.S).group(0)
+    import html as html_mod
+
+    assert html_mod.escape(comp.verdicts[0].sentence, quote=False) in verdict
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["compare", "--help"], ["summary", "--help"], ["plot", "--help"], ["report", "--help"]])
+def test_help_renders(argv, capsys):
+    """argparse %-formats help strings: a stray percent sign breaks `classbench --help` itself."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0 and "usage:" in capsys.readouterr().out
