@@ -307,7 +307,7 @@ def test_make_demo_compares_models_and_ends_in_a_verdict(tmp_path):
                        cwd=REPO, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout
-    assert "demo-name=resnet20" in out and "demo-name=toy_dilated" in out, out  # the sweep's runs and summary
+    assert "demo-model=resnet20" in out and "demo-model=toy_dilated" in out, out  # the sweep's runs and summary
     # the comparison comes last: both arms, then a verdict naming its test
     tail = out[out.rfind("classbench compare"):] if "classbench compare" in out else out
     assert "McNemar" in tail and "resnet20" in tail and "toy_dilated" in tail, tail

@@ -136,12 +136,14 @@ def test_plan_is_the_cartesian_product_and_checks_every_combination(tmp_path):
 def test_run_names_carry_the_swept_values_but_not_the_seed():
     """#13 item 2: `--set model.name=...` files each model under its own name; seeds of one recipe share one."""
     jobs = plan([RESNET20], parse_sets(["model.name=resnet20,toy_dilated", "train.seed=0,1", "optim.lr=0.1"]))
-    assert [j.name for j in jobs] == ["resnet20-name=resnet20"] * 2 + ["resnet20-name=toy_dilated"] * 2
+    assert [j.name for j in jobs] == ["resnet20-model=resnet20"] * 2 + ["resnet20-model=toy_dilated"] * 2
     assert [j.cfg.model.name for j in jobs] == ["resnet20", "resnet20", "toy_dilated", "toy_dilated"]
-    # Two swept keys with the same last part keep their full keys; odd characters become '_'.
+    # "<section>.name" is shortened to the section; two swept keys with the same short form keep
+    # their full keys; odd characters become '_'.
     jobs = plan([RESNET20], parse_sets(["model.name=resnet20,toy_dilated", "optim.name=sgd,adam",
                                         "eval.splits=[val,test]"]))
-    assert jobs[0].name == "resnet20-model.name=resnet20-optim.name=sgd"
+    assert jobs[0].name == "resnet20-model=resnet20-optim=sgd"
+    assert run_name("cfg", [("optim.lr", "0.1"), ("sched.lr", "0.2")]) == "cfg-optim.lr=0.1-sched.lr=0.2"
     assert run_name("cfg", [("model.args", "{width: 8, depth: [1,2]}")]) == "cfg-args=width_8_depth_1_2"
     long = run_name("cfg", [("optim.lr", "1" * 300)])
     assert len(long) <= 120 and long != run_name("cfg", [("optim.lr", "1" * 299)])

@@ -130,12 +130,18 @@ def _name_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+=-]+", "_", text).strip("_") or "_"
 
 
-def run_name(base: str, swept: list[tuple[str, str]]) -> str:
-    """``resnet20`` + ``[("optim.lr", "0.1"), ("model.name", "vgg11")]`` -> ``resnet20-lr=0.1-name=vgg11``.
+def _short_key(key: str) -> str:
+    parts = key.split(".")
+    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
 
-    Keys are shortened to their last part unless two swept keys share it.  A name too long for a
-    folder keeps its start and ends with a hash of the whole."""
-    leaves = [k.rsplit(".", 1)[-1] for k, _ in swept]
+
+def run_name(base: str, swept: list[tuple[str, str]]) -> str:
+    """``resnet20`` + ``[("optim.lr", "0.1"), ("model.name", "vgg11")]`` -> ``resnet20-lr=0.1-model=vgg11``.
+
+    Keys are shortened to their last part (``<section>.name`` to the section, since "name=" alone
+    says nothing) unless two swept keys share it.  A name too long for a folder keeps its start and
+    ends with a hash of the whole."""
+    leaves = [_short_key(k) for k, _ in swept]
     parts = [f"{leaf if leaves.count(leaf) == 1 else key}={_name_part(v)}"
              for (key, v), leaf in zip(swept, leaves)]
     name = "-".join([base, *parts])
