@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # This project's machines cannot download CIFAR; they keep a copy beside the repo.
 export CLASSBENCH_DATA ?= $(abspath $(wildcard ../shared/datasets))
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test docs-results clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Rebuild every generated table and figure in docs/ from the run records in results/ (each block names its
+# command; docs/results.md says how to add one). DOCS_RESULTS_ARGS=--check changes nothing and fails on a stale block.
+DOCS_RESULTS_ARGS ?=
+docs-results: $(STAMP)
+	$(PY) -m classbench.drivers.docs_results $(DOCS_RESULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -2,9 +2,15 @@
 # Start or stop the one-node test cluster of .ci/slurm.conf (as root):
 #   bash .ci/slurm.sh install   apt-get install Debian's Slurm (slurmctld, slurmd, slurm-client) and munge, if missing
 #   bash .ci/slurm.sh start     munged + slurmctld + slurmd, then wait until the node is idle
-#   bash .ci/slurm.sh stop      end the daemons this script started
+#   bash .ci/slurm.sh stop      end the daemons this script started, and wait until they are gone
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+conf=/etc/slurm/slurm.conf
+# The daemons are started with these exact command lines, so that `stop` finds them even when their pid
+# files are gone (a daemon removes its own at exit; /run may have been cleaned): pgrep -fx patterns.
+ctld_cmd="slurmctld -f $conf"
+slurmd_cmd="slurmd -f $conf -N localhost"
+munged_cmd="munged --key-file=/etc/munge/munge.key"
 
 install() {
   if command -v sbatch >/dev/null && command -v slurmctld >/dev/null && command -v slurmd >/dev/null \
@@ -20,7 +26,7 @@ install() {
 start() {
   mkdir -p /etc/slurm /var/spool/classbench-slurm/ctld /var/spool/classbench-slurm/d \
            /run/classbench-slurm /var/log/classbench-slurm /run/munge /var/log/munge /var/lib/munge
-  cp "$here/slurm.conf" /etc/slurm/slurm.conf
+  cp "$here/slurm.conf" "$conf"
   if [ ! -s /etc/munge/munge.key ]; then
     mkdir -p /etc/munge
     dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=128 status=none
@@ -28,13 +34,13 @@ start() {
   chown -R munge:munge /etc/munge /run/munge /var/log/munge /var/lib/munge
   chmod 0700 /etc/munge && chmod 0400 /etc/munge/munge.key
   if ! munge -n </dev/null >/dev/null 2>&1; then
-    runuser -u munge -- munged
+    runuser -u munge -- $munged_cmd
   fi
   if ! scontrol ping 2>/dev/null | grep -q UP; then
-    slurmctld
+    $ctld_cmd
   fi
-  if ! alive /run/classbench-slurm/slurmd.pid; then
-    slurmd -N localhost
+  if ! alive /run/classbench-slurm/slurmd.pid && [ -z "$(pgrep -fx "$slurmd_cmd")" ]; then
+    $slurmd_cmd
   fi
   for _ in $(seq 1 60); do
     state="$(sinfo -h -N -o %t 2>/dev/null | head -1 || true)"
@@ -50,17 +56,57 @@ start() {
 }
 
 alive() {  # the process of a pid file is running
-  [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+  [ -s "$1" ] && running "$(cat "$1")"
+}
+
+running() {  # the process exists and has not exited (an exited daemon stays a zombie until init reaps it)
+  local state
+  state="$(ps -o stat= -p "$1" 2>/dev/null || true)"
+  [ -n "$state" ] && [ "${state:0:1}" != Z ]
+}
+
+daemon_pids() {  # $1: slurmd, slurmctld or munged. Its pid file (if it names that program), else its command line
+  local pidfile cmd pid
+  case "$1" in
+    slurmd) pidfile=/run/classbench-slurm/slurmd.pid cmd="$slurmd_cmd" ;;
+    slurmctld) pidfile=/run/classbench-slurm/slurmctld.pid cmd="$ctld_cmd" ;;
+    munged) pidfile=/run/munge/munged.pid cmd="$munged_cmd" ;;
+  esac
+  if alive "$pidfile"; then
+    pid="$(cat "$pidfile")"
+    # a stale pid file may name a pid that another program has since been given
+    if [ "$(ps -o comm= -p "$pid" 2>/dev/null)" = "$1" ]; then echo "$pid"; fi
+  fi
+  pgrep -fx "$cmd" || true
+}
+
+end_processes() {  # SIGTERM (slurmctld saves its state), up to 10 s, then SIGKILL; wait until init has reaped them
+  local pids="$*" pid left=""
+  [ -n "$pids" ] || return 0
+  kill $pids 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    left=""
+    for pid in $pids; do if running "$pid"; then left="$left $pid"; fi; done
+    [ -n "$left" ] || break
+    sleep 0.1
+  done
+  if [ -n "$left" ]; then
+    echo "slurm.sh: killing daemons that ignored SIGTERM:$left" >&2
+    kill -KILL $left 2>/dev/null || true
+  fi
+  for _ in $(seq 1 50); do  # so that a pgrep right after `stop` sees nothing, not even zombies
+    left=""
+    for pid in $pids; do if [ -n "$(ps -o pid= -p "$pid" 2>/dev/null)" ]; then left=1; fi; done
+    [ -n "$left" ] || break
+    sleep 0.1
+  done
 }
 
 stop() {
   scancel --user=root >/dev/null 2>&1 || true
-  for pidfile in /run/classbench-slurm/slurmd.pid /run/classbench-slurm/slurmctld.pid /run/munge/munged.pid; do
-    if alive "$pidfile"; then
-      kill "$(cat "$pidfile")" 2>/dev/null || true
-      for _ in $(seq 1 100); do alive "$pidfile" || break; sleep 0.1; done
-    fi
-  done
+  # Slurm first, munged last: the Slurm daemons authenticate through it while they shut down.
+  end_processes $( { daemon_pids slurmd; daemon_pids slurmctld; } | sort -u)
+  end_processes $(daemon_pids munged | sort -u)
 }
 
 "${1:?usage: slurm.sh install|start|stop}"

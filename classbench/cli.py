@@ -23,6 +23,7 @@ INTERRUPTED_EXIT = 130
 COMMANDS = [
     "train", "eval", "config", "models", "bench",
     "summary", "compare", "plot", "report", "predict", "export", "sweep", "lr-find", "configs", "tensorboard",
+    "record",
 ]
 
 

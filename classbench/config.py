@@ -9,7 +9,9 @@ be valid, never a traceback.
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -37,7 +39,11 @@ class DataConfig:
     image_size: Optional[int] = None  # imagefolder: resize to this size; None keeps the files' size
     pad: int = 4  # random crop with this much zero padding; 0 disables crop
     flip: bool = True
-    normalize: bool = True  # per-channel mean/std of the training split
+    normalize: bool = True  # per-channel mean/std of the training split (or data.mean/data.std)
+    # Fixed normalisation constants on the 0..1 pixel scale, one per channel (for example a reference's
+    # 0.5/0.5/0.5); None measures them on the training split.  Both or neither.
+    mean: Optional[list[float]] = None
+    std: Optional[list[float]] = None
     crop: str = "pad"  # pad: random crop of the zero-padded image (data.pad) | resized: random-resized crop
     crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # resized: range of the area fraction
     crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])  # resized: range of the aspect ratio
@@ -161,6 +167,7 @@ _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_0-9][A-Za-z0-9_]*)*$")
 
 
 # ---------------------------------------------------------------- schema walking
+@functools.cache  # get_type_hints re-evaluates every annotation: most of load_config's time without this
 def _schema_fields(cls: type) -> dict[str, Any]:
     return get_type_hints(cls)
 
@@ -504,9 +511,19 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
     return items
 
 
+@functools.cache
+def _default_node() -> DictConfig:
+    return OmegaConf.structured(Config)
+
+
+def _defaults() -> DictConfig:
+    """A fresh DictConfig of the defaults: a copy of one built once (building one costs 4x as much)."""
+    return copy.deepcopy(_default_node())
+
+
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Build the resolved config: defaults <- YAML file <- overrides, then validate."""
-    cfg = OmegaConf.structured(Config)
+    cfg = _defaults()
     if path is not None:
         path = resolve_config(path)
         data = _read_yaml(path)
@@ -668,6 +685,14 @@ def _validate_recipe(cfg: Config) -> None:
                           f"train.batch_size={t.batch_size} (the total of its micro-batches).")
     if d.rotate > 180:
         raise ConfigError(f"data.rotate is the largest angle in degrees, at most 180; got {d.rotate}.")
+    if (d.mean is None) != (d.std is None):
+        raise ConfigError("data.mean and data.std are fixed normalisation constants: set both, or neither "
+                          "(to measure them on the training split).")
+    if d.mean is not None:
+        mean, std = list(d.mean), list(d.std)
+        if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+            raise ConfigError(f"data.mean and data.std need one finite value per channel (3), with every std > 0; "
+                              f"got mean={mean}, std={std}.")
     scale, ratio = list(d.crop_scale), list(d.crop_ratio)
     if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
         raise ConfigError(f"data.crop_scale must be [low, high] with 0 < low <= high <= 1, got {scale}.")
@@ -696,7 +721,7 @@ def from_yaml_text(text: str, what: str = "The stored config") -> Config:
 
 
 def _build_stored(data: dict, what: str) -> Config:
-    cfg = _merge(OmegaConf.structured(Config), data, f"in {what[0].lower() + what[1:]}")
+    cfg = _merge(_defaults(), data, f"in {what[0].lower() + what[1:]}")
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, Config)
     return obj

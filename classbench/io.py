@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -82,6 +83,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_output(path: str | os.PathLike | None, text: str, what: str) -> None:
+    """A command's ``-o FILE``: ``text`` to FILE atomically, with ``wrote FILE (what)`` on stderr; to stdout
+    when ``path`` is None, so that the output can be piped."""
+    if path:
+        atomic_write_text(path, text)
+        print(f"wrote {path} ({what})", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

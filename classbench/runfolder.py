@@ -88,7 +88,12 @@ STATUSES = (RUNNING, FINISHED, FAILED, INTERRUPTED, NONFINITE_STATUS)
 RUN_DIR_FILE_ENV = "CLASSBENCH_RUN_DIR_FILE"
 
 #: Config keys that do not change results: two runs that differ only here are the same experiment.
-HASH_EXCLUDED = ("train.runs_dir", "train.threads", "log.progress", "log.tensorboard")
+#: Where a run goes and how it is shown (runs_dir, log.*), CPU threads, how often last.pt is written
+#: (resume is bit-exact), whether a missing dataset may be downloaded, and train.resume_schedule: an
+#: instruction to one --resume with a new budget, not part of the planned experiment (the lr plan then in
+#: force is saved in last.pt).
+HASH_EXCLUDED = ("train.runs_dir", "train.threads", "train.checkpoint_every", "train.resume_schedule",
+                 "data.download", "log.every", "log.progress", "log.tensorboard")
 
 
 def checkpoint_name(kind: str) -> str:
@@ -602,3 +607,113 @@ def read_test_predictions(run_dir: str | Path) -> dict[str, Any] | None:
     if "pred" not in out or "target" not in out or out["pred"].shape != out["target"].shape:
         raise ClassbenchError(f"{path} lacks matching 'pred' and 'target' arrays; delete it.")
     return out
+
+
+# ---------------------------------------------------------------- records: a finished run without its weights
+# A record is what a reader needs to check a published number with the tool itself (summary, compare, plot):
+# config, env, status, metrics, summary, test predictions and any other small file of the run, laid out as
+# <dest>/<dataset>/<config name>/<stamp>/.  It never holds model weights (large, and no table reads them).
+#: File endings of model weights: left out wherever they are, besides the whole checkpoints/ folder.
+WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".onnx")
+RECORD_COPIED, RECORD_SAME = "copied", "same"
+
+
+def record_files(run_dir: str | Path) -> list[Path]:
+    """The files of ``run_dir``'s record, relative to it, sorted: every regular file except the checkpoints
+    folder, weight files (:data:`WEIGHT_SUFFIXES`), hidden files (the writer lock, half-written temp files)
+    and symlinks (a shared folder's link could point anywhere)."""
+    root = Path(run_dir)
+    out = []
+    for dirpath, dirnames, files in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (here == root and d == CHECKPOINTS))
+        for f in files:
+            p = here / f
+            if f.startswith(".") or f.lower().endswith(WEIGHT_SUFFIXES) or p.is_symlink() or not p.is_file():
+                continue
+            out.append(p.relative_to(root))
+    return sorted(out)
+
+
+def _path_part(value: Any, what: str, run_dir: Path) -> str:
+    """``value`` as one folder name of a record's path; a crafted config must not place a record elsewhere."""
+    text = value if isinstance(value, str) else ""
+    if not text or text in (".", "..") or text.startswith(".") or "/" in text or "\\" in text or _CONTROL.search(text):
+        raise ClassbenchError(f"{plain_text(run_dir)}: its {what} {_short(value)} cannot be a folder name; "
+                              "cannot record this run.")
+    return text
+
+
+def record_path(run_dir: str | Path, dest: str | Path) -> Path:
+    """Where ``run_dir``'s record goes: ``dest/<data.name>/<config name>/<run folder name>``."""
+    from .config import load_run_config
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir, check=False)
+    return (Path(dest) / _path_part(cfg.data.name, "data.name", run_dir) / _path_part(cfg.name, "name", run_dir)
+            / _path_part(run_dir.resolve().name, "folder name", run_dir))
+
+
+def _same_record(run_dir: Path, files: list[Path], record: Path) -> bool:
+    import filecmp
+
+    have = sorted(p.relative_to(record) for p in record.rglob("*") if p.is_file() or p.is_symlink())
+    return have == files and all(filecmp.cmp(run_dir / f, record / f, shallow=False) for f in files)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a folder; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def copy_record(run_dir: str | Path, dest: str | Path) -> tuple[Path, str]:
+    """Copy a finished run's record (:func:`record_files`) to :func:`record_path`; returns (record, what happened):
+    :data:`RECORD_COPIED`, or :data:`RECORD_SAME` when an identical record is already there.
+
+    Atomic: the files are copied (and fsync'd) into a hidden temporary folder beside the record, which is then
+    renamed into place, so a record is complete or absent (readers skip hidden folders).  A record that exists
+    with other contents is never overwritten (ClassbenchError); neither is an unfinished run recorded."""
+    import shutil
+    import tempfile
+
+    from .io import _umask as io_umask
+
+    run_dir = Path(run_dir)
+    if not is_finished(run_dir):
+        raise ClassbenchError(f"{plain_text(run_dir)} has not finished (no {STATUS} saying {FINISHED} with a "
+                              f"{SUMMARY}); only finished runs are recorded.")
+    record = record_path(run_dir, dest)
+    files = record_files(run_dir)
+    if record.exists():
+        if _same_record(run_dir, files, record):
+            return record, RECORD_SAME
+        raise ClassbenchError(f"{plain_text(record)} already holds a different record of {plain_text(run_dir)}; "
+                              "it was left as it is. Delete it first if the run has really changed.")
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=record.parent, prefix=f".{record.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise ClassbenchError(f"Cannot create the record {plain_text(record)}: {e.strerror or e}.") from None
+    try:
+        for rel in files:
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(run_dir / rel, tmp / rel)
+            _fsync(tmp / rel)
+        os.chmod(tmp, 0o777 & ~io_umask())  # mkdtemp makes 0700; give the record the mode mkdir would
+        os.rename(tmp, record)  # fails if a record appeared meanwhile (a non-empty folder is never replaced)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if record.exists() and _same_record(run_dir, files, record):
+            return record, RECORD_SAME
+        raise ClassbenchError(f"Cannot record {plain_text(run_dir)} at {plain_text(record)}: {e.strerror or e}. "
+                              "Nothing was written there.") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync(record.parent)
+    return record, RECORD_COPIED

@@ -28,6 +28,7 @@ from classbench.compare.summary import summarize
 from classbench.cli import main
 from classbench.config import load_config
 from classbench.errors import ClassbenchError
+from classbench.runfolder import RunFolder, discover
 
 from support.configs import REPO
 from support.runs import run_path
@@ -265,6 +266,7 @@ def test_ema():
 
 
 # ---------------------------------------------------------------- report
+@pytest.mark.slow  # a report takes seconds; test_report_notes_missing_data and test_evaluation.py report quickly
 def test_report_holds_every_run(runs_dir, tmp_path):
     out = tmp_path / "report.html"
     with warnings.catch_warnings():
@@ -296,10 +298,14 @@ def test_report_notes_missing_data(runs_dir, tmp_path, monkeypatch):
         raise DataError("the dataset is gone")
 
     monkeypatch.setattr(classbench.data, "build_data", broken)
+    old = tmp_path / "runs"  # runs from before stored test predictions: the report must evaluate best.pt
+    shutil.copytree(runs_dir, old)
+    for run_dir in discover(old):
+        RunFolder(run_dir).test_predictions.unlink(missing_ok=True)
     out = tmp_path / "r.html"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(["report", str(runs_dir), "--filter", "toy-[ab]/", "-o", str(out)]) == 0
+        assert main(["report", str(old), "--filter", "toy-[ab]/", "-o", str(out)]) == 0
     html = out.read_text()
     assert "Could not evaluate" in html and "the dataset is gone" in html
     assert html.count('class="run-row') == 2

@@ -28,6 +28,7 @@ def test_import_classbench_stays_cheap_and_config_imports_no_model_code():
     assert out.splitlines() == ["[]", "[]", "True True True"]
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch
 def test_subpackages_load_on_first_use_and_train_stays_the_package_too():
     out = _python(
         "import classbench\n"
@@ -62,6 +63,7 @@ def _doc_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
+@pytest.mark.slow  # trains a run; test_load_model_applies_the_training_normalisation is the quick check of load_model
 def test_docs_api_example_runs_as_written(tmp_path, monkeypatch, capsys):
     """Every python block of docs/api.md, in order, in one namespace, as a notebook would run them."""
     blocks = _doc_blocks()

@@ -55,6 +55,7 @@ def _reference_loop_module():
     return mod
 
 
+@pytest.mark.slow  # spawns a process per loop; test_reference_loop_children_get_every_shared_option is the quick check
 def test_reference_loop_runs_two_steps_on_synthetic_data(tmp_path):
     mod = _reference_loop_module()
     threads = torch.get_num_threads()
@@ -78,3 +79,37 @@ def test_reference_loop_children_get_every_shared_option():
     assert "--model" not in argv and "--json" not in argv  # each child gets its own model, writes no file
     assert dict(zip(argv[::2], argv[1::2])) == {"--batch-size": "64", "--steps": "3", "--warmup": "1",
                                                 "--data": "real", "--workers": "0", "--threads": "1"}
+
+
+def test_bench_model_arg_builds_the_configured_model(capsys):
+    """`--model-arg stem=imagenet` benches seed 002's ImageNet-stem ResNet-18: the FLOPs are its own (about
+    1/16 of the CIFAR stem's), and the options are typed as config overrides are."""
+    from classbench.drivers.bench import parse_model_args
+    from classbench.errors import ConfigError
+    from classbench.models import create_model
+    from classbench.models.profile import count_flops
+
+    argv = ["bench", "resnet18", "--mode", "infer", "--batch-size", "2", "--steps", "1", "--warmup", "0",
+            "--threads", "1", "--format", "json"]
+    threads = torch.get_num_threads()
+    try:
+        assert main(argv) == 0
+        (cifar,) = json.loads(capsys.readouterr().out)["rows"]
+        assert main([*argv, "--model-arg", "stem=imagenet"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert main([*argv, "--model-arg", "no_such_option=1"]) == 2
+        assert "has no option 'no_such_option'" in capsys.readouterr().err
+        assert main([*argv, "--model-arg", "stem"]) == 2
+        assert "not of the form key=value" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(threads)
+    (imagenet,) = out["rows"]
+    with torch.device("meta"):
+        expected = count_flops(create_model("resnet18", stem="imagenet"), (3, 32, 32))
+    assert imagenet["gflop_per_img"] == pytest.approx(expected / 1e9)
+    assert cifar["gflop_per_img"] > 10 * imagenet["gflop_per_img"] and imagenet["img_per_s"] > 0
+    assert out["context"]["model args"] == "stem=imagenet"
+    assert parse_model_args(["width=16", "dropout=0.1", "bias=true", "stem=imagenet"]) == {
+        "width": 16, "dropout": 0.1, "bias": True, "stem": "imagenet"}
+    with pytest.raises(ConfigError, match="not a model option name"):
+        parse_model_args(["head.dim=3"])

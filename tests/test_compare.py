@@ -149,6 +149,22 @@ def test_compare_text_and_markdown(three_arms, capsys):
     assert rc == 0 and md.startswith("**Verdict**") and "| wide | 3 |" in md
 
 
+@pytest.mark.parametrize("command,fmt,what", [("compare", "markdown", "2 comparisons"), ("compare", "json", "2 comparisons"),
+                                             ("summary", "csv", "3 arms"), ("summary", "markdown", "3 arms")])
+def test_output_file_holds_what_stdout_shows(three_arms, tmp_path, capsys, command, fmt, what):
+    """`-o FILE` of compare and summary: the same text as stdout, written atomically, a note on stderr;
+    a folder that does not exist is a one-line error, and nothing is written."""
+    rc, shown, _ = cli(capsys, command, str(three_arms), "--format", fmt)
+    assert rc == 0 and shown
+    out = tmp_path / f"table.{fmt}"
+    rc, stdout, err = cli(capsys, command, str(three_arms), "--format", fmt, "-o", str(out))
+    assert rc == 0 and stdout == "" and out.read_text() == shown
+    assert f"wrote {out} ({what})" in err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+    rc, stdout, err = cli(capsys, command, str(three_arms), "--format", fmt, "-o", str(tmp_path / "no" / "t.txt"))
+    assert rc == 2 and stdout == "" and "Cannot write" in err and not (tmp_path / "no").exists()
+
+
 def test_baseline_orients_the_difference(three_arms, capsys):
     comp = build_comparison(load(three_arms), baseline="narrow")
     assert comp.reference.label == "narrow" and all(v.b.label == "narrow" for v in comp.verdicts)
@@ -308,6 +324,7 @@ def test_trainer_stores_test_predictions(trained):
         assert ((p["confidence"] > 0) & (p["confidence"] <= 1)).all()
 
 
+@pytest.mark.slow  # plots and a report of real runs; the fake-run tests above check each command quickly
 def test_summary_compare_plot_report_agree(trained, e2e_report, tmp_path, capsys):
     sums = _summaries(trained)
     means = {k: sum(s["test_top1"] for s in v) / len(v) for k, v in sums.items()}
@@ -384,6 +401,7 @@ def test_summary_by_run_sorts_by_the_honest_column(tmp_path, capsys):
     assert [r["config"] for r in json.loads(out)] == ["lucky", "steady"]
 
 
+@pytest.mark.slow  # starts chromium
 def test_report_renders_in_chromium_with_the_verdict_first(trained, e2e_report, tmp_path):
     """As tests/test_report_browser.py does: the page renders offline, and the DOM a browser builds holds the
     verdict as the first section, then the arm table with one row per arm."""

@@ -60,7 +60,20 @@ def test_config_command_prints_resolved(capsys):
     assert code == 0 and "lr: 0.05" in out and "name: resnet20" in out
 
 
-@pytest.mark.parametrize("override,needle", [("optim.lr=abc", "optim.lr"), ("nosuch.key=1", "nosuch")])
+TRAIN_ERRORS = [("optim.lr=abc", "optim.lr"), ("nosuch.key=1", "nosuch")]
+
+
+@pytest.mark.parametrize("override,needle", TRAIN_ERRORS)
+def test_train_errors_are_one_line_in_process(capsys, override, needle):
+    """The quick check of the test below: the same commands through classbench.cli.main."""
+    code, _, err = run_cli(capsys, "train", DEMO, override)
+    assert code != 0
+    assert needle in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # spawns processes
+@pytest.mark.parametrize("override,needle", TRAIN_ERRORS)
 def test_train_errors_exit_cleanly_without_traceback(override, needle):
     # The exact must-show commands, as a user types them.
     r = subprocess.run([sys.executable, "-m", "classbench", "train", DEMO, override],
@@ -102,3 +115,15 @@ def test_load_config_with_junk_overrides_only_raises_config_errors(text):
         load_config(DEMO, [f"optim.lr={text}"])
     except ConfigError:
         pass
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["data.mean=[0.5,0.5,0.5]"], "set both, or neither"),
+    (["data.std=[0.5,0.5,0.5]"], "set both, or neither"),
+    (["data.mean=[0.5,0.5]", "data.std=[0.5,0.5,0.5]"], "one finite value per channel"),
+    (["data.mean=[0.5,0.5,0.5]", "data.std=[0.5,0,0.5]"], "every std > 0"),
+    (["data.mean=[0.5,nan,0.5]", "data.std=[0.5,0.5,0.5]"], "finite"),
+])
+def test_fixed_normalisation_constants_are_checked(overrides, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_config(DEMO, overrides)

@@ -9,26 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from classbench.config import Config, load_config, to_dict
 from classbench.io import read_jsonl
-from classbench.models import create_model
+from classbench.models import create_model, list_models
 from classbench.train.trainer import train
 
 from conftest import REPO, require_cifar
+from support.marks import BIG_MODELS, params
 
 DATASETS = ("cifar10", "cifar100")
 CONFIGS = sorted(p for ds in DATASETS for p in (REPO / "configs" / ds).glob("*.yaml"))
 MISSING = "<missing>"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared, loaded CPU two spinning threads run big convs ~20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _id(path: Path) -> str:
@@ -69,6 +62,9 @@ ADAM_FAMILY = ["resnet18-imagenet-stem", "resnet34", "resnet18-wonorm", "resnet1
                "vit-12x256-8x8", "vitn-12x256-8x8", "vitn-12x256-8x8-ra", "vitn-12x256-8x8-dm",
                "vitn-12x256-8x8-lt", "vitn-12x256-8x8-ltv", "vit-aux-3x4x256-8x8", "toy-dilated"]
 STEP_ZOO = ["resnet18", "alexnet", "googlenet", "mobilenetv1", "vgg16", "vit-lite-7-4", "xception"]
+#: Fanziyang-v/PyTorch-Classification's fixed normalisation constants (utils/transform.py at b544704), per dataset.
+FANZIYANG_NORM = {"cifar10": {"data.mean": [0.4914, 0.4822, 0.4465], "data.std": [0.2467, 0.2432, 0.2612]},
+                  "cifar100": {"data.mean": [0.5070, 0.4865, 0.4409], "data.std": [0.2669, 0.2560, 0.2756]}}
 
 
 def test_config_set_is_complete():
@@ -89,7 +85,20 @@ def test_config_names_say_what_they_are():
 _BUILT: dict[tuple, tuple[int, ...]] = {}  # cifar10 and cifar100 files often build the same model
 
 
+def _model_name(path: Path) -> str:
+    return yaml.safe_load(path.read_text())["model"]["name"]
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=_id)
+def test_config_loads(path):
+    """The quick check of every file: the test below also builds its model, which takes seconds for the big ones."""
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+    assert cfg.data.name == path.parent.name, f"{path} trains on {cfg.data.name}"
+    assert cfg.model.name in list_models()
+
+
+@pytest.mark.parametrize("path", params(CONFIGS, [p for p in CONFIGS if _model_name(p) in BIG_MODELS], ids=_id))
 def test_config_loads_and_builds(path):
     cfg = load_config(path)
     assert cfg.name == path.stem
@@ -111,7 +120,9 @@ def test_config_loads_and_builds(path):
 def test_cifar100_configs_mirror_cifar10(path):
     twin = REPO / "configs" / "cifar10" / path.name
     assert twin.exists(), f"{path.name} has no cifar10 twin"
-    assert _diff(load_config(twin), load_config(path)) == {"data.name": "cifar100"}
+    # only the dataset, and a reference's normalisation constants for that dataset
+    own_constants = FANZIYANG_NORM["cifar100"] if path.stem in STEP_ZOO else {}
+    assert _diff(load_config(twin), load_config(path)) == {"data.name": "cifar100", **own_constants}
 
 
 # ---------------------------------------------------------------- the recipes
@@ -178,7 +189,27 @@ def test_sgd_step_recipe_is_shared(ds):
         assert diff and all(k.startswith("model.") for k in diff), (name, diff)
     assert _diff(c, _load(ds, "resnet18-plateau")) == {
         "sched.name": "plateau", "sched.warmup_steps": 0, "sched.warmup_start_lr": 1e-6, "sched.milestones": [],
-        "train.batch_size": 256, "data.rotate": 0}
+        "train.batch_size": 256, "data.rotate": 0,
+        **({k: FANZIYANG_NORM["cifar10"][k] for k in ("data.mean", "data.std")} if ds == "cifar100" else {})}
+
+
+@pytest.mark.parametrize("ds", DATASETS)
+def test_reference_normalisation_constants(ds):
+    """Fanziyang-v's presets normalise with the source's fixed constants of their dataset (the early plateau
+    recipe with the CIFAR-10 ones on both datasets, as its train.py and test.py do); tintn's with 0.5; seed
+    002's give [0, 1] pixels to the model's running normaliser, as the source's ToTensor-only loader does."""
+    for name in [*STEP_ZOO, "resnet18-plateau"]:
+        c = _load(ds, name)
+        want = FANZIYANG_NORM["cifar10" if name == "resnet18-plateau" else ds]
+        assert (c.data.normalize, list(c.data.mean), list(c.data.std)) == (True, want["data.mean"], want["data.std"]), name
+    for name in ("cvit-tiny", "mcvit-tiny"):
+        c = _load(ds, name)
+        assert (c.data.normalize, list(c.data.mean), list(c.data.std)) == (True, [0.5] * 3, [0.5] * 3), name
+    for name in ("resnet18-imagenet-stem", "resnet18-aug", "resnet34", "toy-dilated", "vit-12x256-8x8",
+                 "vitn-12x256-8x8", "vit-aux-3x4x256-8x8"):
+        c = _load(ds, name)
+        assert (c.data.normalize, c.data.mean, c.data.std) == (False, None, None), name
+        assert c.model.args.get("input_norm") == "scalar_ema", name
 
 
 @pytest.mark.parametrize("ds", DATASETS)
@@ -236,6 +267,7 @@ def _tiny_budget(cfg: Config, root: Path, runs: Path) -> list[str]:
     return over
 
 
+@pytest.mark.slow  # trains on real CIFAR-10; test_models.py's train-step test is the quick check of every model
 @pytest.mark.parametrize("model", sorted(SMOKE), ids=str)
 def test_smoke_trains_from_config_on_cifar10(model, tmp_path):
     root = require_cifar()

@@ -129,6 +129,7 @@ def test_predict_user_errors(overfit, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- export
+@pytest.mark.slow  # the ONNX export and onnxruntime take seconds; the TorchScript test below is the quick check
 def test_onnx_export_matches_torch(overfit, tmp_path, capsys):
     import onnx
     import onnxruntime as ort

@@ -313,6 +313,7 @@ def _toy(width):
     return create_model("toy_dilated", num_classes=4, width=width)
 
 
+@pytest.mark.slow  # three torch.compile runs
 def test_bench_compiles_each_model_afresh(cheap_compile):
     """Finding 8: after dynamo's recompile limit, later models of a family ran eager, labelled compiled."""
     from classbench.train.speed import time_steps

@@ -17,6 +17,8 @@ from classbench.drivers.bench import add_speed
 from classbench.models.profile import count_flops, count_params, format_rows, model_rows
 from classbench.train.speed import measure_speed
 
+from support.marks import BIG_MODELS, params
+
 # Exact parameter counts with 10 classes. The reference presets (vit*_12x256_p8*, vit_aux_*, cvit_tiny,
 # mcvit_tiny) are checked against the originals' own counts in test_fidelity.py.
 PARAMS = {
@@ -75,7 +77,7 @@ def test_every_model_has_a_pinned_param_count():
     assert sorted(PARAMS) == ALL
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", params(ALL, BIG_MODELS, ids=str))
 def test_train_step_gradients_and_eval_determinism(name):
     torch.manual_seed(0)
     model = _model10(name).train()
@@ -103,7 +105,7 @@ def test_train_step_gradients_and_eval_determinism(name):
     assert count_params(model) == PARAMS[name]
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", params(ALL, BIG_MODELS, ids=str))
 def test_100_classes(name):
     # Shapes only, so on the meta device (no compute): the 10-class test above runs the numbers.
     with torch.device("meta"):
@@ -376,6 +378,15 @@ def _cli(argv):
     return rc, out.getvalue(), err.getvalue()
 
 
+def test_cli_models_json_of_one_model():
+    """The quick check of the test below: one model's row, with its FLOPs."""
+    rc, out, _ = _cli(["models", "--filter", "^resnet20$", "--format", "json"])
+    assert rc == 0
+    (row,) = json.loads(out)
+    assert row["name"] == "resnet20" and row["params"] == PARAMS["resnet20"] and row["flops"] > 0
+
+
+@pytest.mark.slow  # counts the FLOPs of every model
 def test_cli_models_json_lists_everything():
     rc, out, _ = _cli(["models", "--format", "json"])
     assert rc == 0

@@ -290,9 +290,9 @@ TOY_WIDE_HEAD = "model.args.head_classes=7"  # more logits than classes: the sof
 
 @pytest.mark.parametrize("extra", [
     [*ALL_ON, TOY_WIDE_HEAD],
-    [*ALL_ON, "data.augment=autoaugment", "model.name=cvit_tiny", "model.args={}",
-     "model.args.image_size=16", "model.args.drop_path=0.2",
-     "train.accumulate=4", "eval.tta=true"],
+    pytest.param([*ALL_ON, "data.augment=autoaugment", "model.name=cvit_tiny", "model.args={}",
+                  "model.args.image_size=16", "model.args.drop_path=0.2", "train.accumulate=4", "eval.tta=true"],
+                 marks=pytest.mark.slow),  # a transformer: seconds; the toy case keeps every option in the quick loop
 ], ids=["toy-all-options", "vit-drop-path-autoaugment"])
 def test_resume_with_every_recipe_option_is_exact(tiny_cfg, extra):
     reference = train(tiny_cfg(*extra))

@@ -30,7 +30,6 @@ import errno
 import json
 import os
 import random
-import select
 import shutil
 import signal
 import subprocess
@@ -42,7 +41,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -54,49 +52,21 @@ from classbench.io import read_jsonl
 from classbench.train.checkpoint import FORMAT_VERSION, load_checkpoint
 from classbench.train.trainer import Trainer, resume, train
 
+from support.cli import assert_one_clean_error, assert_one_clean_stop
 from support.configs import REPO, SMALL, TINY, write_cfg
+from support.counts import Counts
+from support.disks import fill as fill_disk
 from support.forkserver import STALL_IN_CHECKPOINT_WRITE
 from support.runs import metrics_without_timing, run_dirs, snapshot, temp_files, wait_for
 from support.stops import at_step
 
 # ---------------------------------------------------------------------------- counts for the record
-COUNTS: dict[str, int] = {}
-
-
-def count(key: str, n: int = 1) -> None:
-    COUNTS[key] = COUNTS.get(key, 0) + n
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _write_counts():
-    yield
-    path = os.environ.get("CLASSBENCH_RELIABILITY_REPORT")
-    if path:
-        Path(path).write_text(json.dumps(dict(sorted(COUNTS.items())), indent=2) + "\n")
+COUNTS = Counts()
+_write_counts = COUNTS.fixture(start=True)  # this module runs first and starts the file
+count = COUNTS.add
 
 
 # ---------------------------------------------------------------------------- helpers
-def assert_one_clean_error(code: int, err: str, *needles: str) -> str:
-    assert code == 2, err
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error: ")]
-    assert len(errors) == 1, err  # one message (warnings may precede it)
-    for n in needles:
-        assert n in errors[0], f"{n!r} not in {errors[0]!r}"
-    return errors[0]
-
-
-def assert_one_clean_stop(code: int, err: str, *needles: str) -> str:
-    """A signal stop is not an error (#13.9): exit status 130, one `stopped:` line, no `error:`."""
-    assert code == 130, err
-    assert "Traceback" not in err and "error:" not in err, err
-    stops = [ln for ln in err.strip().splitlines() if ln.startswith("stopped: ")]
-    assert len(stops) == 1, err
-    for n in needles:
-        assert n in stops[0], f"{n!r} not in {stops[0]!r}"
-    return stops[0]
-
 
 # ============================================================================ 1. crash safety
 N_KILLS = 24  # every 4th one lands mid checkpoint write on purpose; the rest at seeded random moments
@@ -852,32 +822,13 @@ def test_failed_write_is_a_clear_error_and_the_previous_files_stay(tiny_cfg, mon
     count("write_failures_injected")
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    mnt = tmp_path / "tmpfs"
-    mnt.mkdir()
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 @pytest.mark.slow  # spawns processes
 def test_a_really_full_disk(tiny_cfg, tiny_tmpfs):
     """The same on a real, tiny tmpfs filled to the last byte."""
     filler = tiny_tmpfs / "filler"
 
     def fill():
-        with open(filler, "wb", buffering=0) as f:
-            for chunk in (1 << 16, 1 << 12, 1 << 8, 1):
-                try:
-                    while True:
-                        f.write(b"\0" * chunk)
-                except OSError as e:
-                    assert e.errno == errno.ENOSPC
+        fill_disk(filler)
 
     before: dict = {}
     trainer = Trainer(tiny_cfg(f"train.runs_dir={tiny_tmpfs / 'runs'}", "train.steps=10", "train.checkpoint_every=2",

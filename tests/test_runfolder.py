@@ -130,6 +130,21 @@ def test_config_hash_ignores_only_the_excluded_keys(tmp_path):
     assert runfolder.run_config_hash(d) == runfolder.config_hash(a)
 
 
+@pytest.mark.parametrize("override", ["train.resume_schedule=replan", "train.checkpoint_every=7",
+                                      "data.download=false", "log.every=3"])
+def test_config_hash_ignores_keys_that_do_not_change_results(override):
+    """A run's results do not depend on these, so a sweep rerun skips it and compare pools it with its twin."""
+    from classbench.config import flatten, load_config, to_dict
+
+    base = ["train.steps=5", "optim.lr=0.1"]
+    a, b = load_config(None, base), load_config(None, [*base, override])
+    key = override.split("=")[0]
+    assert flatten(to_dict(a))[key] != flatten(to_dict(b))[key]  # the override took effect
+    assert runfolder.config_hash(a) == runfolder.config_hash(b)
+    # ...while a key next to it that does change results still changes the hash
+    assert runfolder.config_hash(b) != runfolder.config_hash(load_config(None, [*base, override, "train.label_smoothing=0.1"]))
+
+
 def test_a_training_child_announces_its_run_folder_through_the_channel(tiny_cfg, tmp_path, monkeypatch):
     """The documented channel: $CLASSBENCH_RUN_DIR_FILE names a file; the run writes its folder there."""
     from classbench.train.trainer import resume, train

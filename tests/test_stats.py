@@ -184,6 +184,7 @@ def test_truly_different_arms_give_p_below_001_with_5_seeds():
     assert abs(hits / 400 - expected) < 4 * math.sqrt(expected * (1 - expected) / 400) + 0.02  # 4 binomial sd + Welch vs Student
 
 
+@pytest.mark.slow  # 4,000 repeats
 def test_false_positive_rate_of_equal_arms_stays_near_005():
     """4,000 repeats: the rate's binomial sd is sqrt(0.05 * 0.95 / 4000) = 0.0034, so 4 sd = +-0.014.
 
@@ -198,6 +199,7 @@ def test_false_positive_rate_of_equal_arms_stays_near_005():
     assert abs(rate - 0.05) < tol, rate
 
 
+@pytest.mark.slow  # 2,000 repeats
 def test_mcnemar_false_positive_rate_is_at_most_005():
     """Two equally good models (independent errors at 90 %) on 1,000 images, 2,000 repeats.
     The exact test is conservative: its rate may be below 0.05 but not above (4 binomial sd)."""

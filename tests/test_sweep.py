@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -57,6 +56,7 @@ def first_sweep(tmp_path_factory):
     return runs, argv
 
 
+@pytest.mark.slow  # first_sweep spawns two training processes
 def test_sweep_makes_one_run_per_value_named_after_it_and_prints_the_summary(first_sweep, capsys):
     runs, argv = first_sweep
     assert main(argv) == 0  # the rerun: everything skipped, the summary printed again
@@ -74,15 +74,19 @@ def test_sweep_makes_one_run_per_value_named_after_it_and_prints_the_summary(fir
     assert sum(line.startswith("| synthetic/resnet20-lr=0.1/") for line in out.splitlines()) == 1
 
 
-def test_rerun_skips_finished_runs_and_force_reruns_them_two_at_a_time(first_sweep, capsys):
+@pytest.mark.slow  # spawns processes
+def test_rerun_skips_finished_runs_and_force_reruns_them_two_at_a_time(first_sweep, capsys, monkeypatch):
     runs, argv = first_sweep
     before = all_run_folders(runs)
     assert len(before) == 2
-    t0 = time.perf_counter()
-    assert main(argv) == 0
+    files = {p: p.read_bytes() for f in before for p in f.rglob("*") if p.is_file()}
+    with monkeypatch.context() as m:  # skipped means no child at all, whatever the machine's speed
+        m.setattr(sweep_mod, "run_child", lambda *a, **k: pytest.fail(f"a finished run was started again: {a[0]}"))
+        assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.count("skip resnet20-lr=") == 2 and "2 skipped" in out
-    assert all_run_folders(runs) == before and time.perf_counter() - t0 < 30
+    assert all_run_folders(runs) == before
+    assert {p: p.read_bytes() for f in before for p in f.rglob("*") if p.is_file()} == files
 
     assert main([*argv, "--force", "--jobs", "2"]) == 0
     out = capsys.readouterr().out
@@ -91,6 +95,7 @@ def test_rerun_skips_finished_runs_and_force_reruns_them_two_at_a_time(first_swe
     assert sorted(lr_of(f) for f in after) == [0.05, 0.05, 0.1, 0.1]
 
 
+@pytest.mark.slow  # spawns processes
 def test_a_failed_run_is_reported_with_its_run_folder_and_does_not_stop_the_others(tmp_path, capsys):
     # SGD at lr 1e12 makes the loss non-finite within the first steps: the run has a folder, and stops.
     sgd = [o for o in SYNTHETIC if not o.startswith("optim.name=")]
@@ -217,6 +222,35 @@ def test_jobs_divide_threads_on_cpu_and_gpu_alike_and_assign_gpus_round_robin(tm
     assert jobs[0].extra == []
 
 
+def test_a_rerun_skips_what_finished_and_force_starts_it_again(tmp_path, monkeypatch):
+    """The quick check of the skip/force logic beside the slow tests above: the children are stand-ins that
+    write a finished run folder of the config they were given, through the run-folder channel."""
+    from classbench import runfolder
+
+    started = []
+
+    def fake_child(cmd, env, log_base, run_dir_file, started_cb=None):
+        cfg = load_config(cmd[4], cmd[5:])
+        run_dir = runfolder.create_run_dir(cfg.train.runs_dir, cfg.data.name, cfg.name)
+        (run_dir / runfolder.CONFIG).write_text(to_yaml(cfg))
+        (run_dir / runfolder.SUMMARY).write_text(json.dumps({"name": cfg.name, "steps": cfg.train.steps}))
+        runfolder.write_status(run_dir, runfolder.FINISHED)
+        started.append(run_dir)
+        return ChildResult(0, run_dir, runfolder.FINISHED, [])
+
+    monkeypatch.setattr(sweep_mod, "run_child", fake_child)
+
+    def sweep(**kw):
+        jobs = plan([RESNET20], parse_sets(["optim.lr=0.05,0.1", "train.steps=20", *SYNTHETIC]), str(tmp_path))
+        return [r.status for r in Sweep(jobs, out=open(os.devnull, "w"), **kw).run()]
+
+    assert sweep() == ["finished", "finished"] and len(started) == 2
+    assert sorted(lr_of(f) for f in started) == [0.05, 0.1]
+    assert sweep() == ["skipped", "skipped"] and len(started) == 2  # nothing started again
+    assert sweep(force=True, n_jobs=2) == ["finished", "finished"] and len(started) == 4
+    assert sorted(lr_of(f) for f in all_run_folders(tmp_path)) == [0.05, 0.05, 0.1, 0.1]
+
+
 # ---------------------------------------------------------------- real processes
 @pytest.mark.slow
 def test_a_sigkilled_sweep_takes_its_children_along_and_its_rerun_resumes_them(tmp_path):
@@ -278,29 +312,7 @@ def test_a_rerun_does_not_start_a_run_that_is_still_training(tmp_path, capsys):
         live.wait()
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A real tmpfs of 1 MiB, filled to the last byte (needs root and mount)."""
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    (mnt / "logs").mkdir()
-    (mnt / "runs").mkdir()
-    with open(mnt / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
+@pytest.mark.slow  # mounts a tmpfs and spawns a process
 def test_a_sweep_on_a_full_disk_shows_the_error_that_stopped_the_run(full_disk, capsys):
     """#17: the child's stderr log on a full disk stays empty; the sweep still shows why the run failed."""
     code = main(["sweep", RESNET20, "--set", "optim.lr=0.01", "train.steps=3", *SYNTHETIC,

@@ -30,7 +30,9 @@ from support.configs import REPO, SMALL, require_cifar, write_cfg
 from support.runs import temp_files
 from support.stops import at_step
 from support.counts import Counts
-from test_reliability import assert_one_clean_error, tiny_tmpfs  # noqa: F401 - tiny_tmpfs is a fixture
+from support.disks import fill as fill_disk
+from support.marks import params
+from support.cli import assert_one_clean_error
 
 COUNTS = Counts()
 _write_counts = COUNTS.fixture()
@@ -75,6 +77,21 @@ BAD_RECORDS = {
 }
 
 
+def test_every_bad_metrics_record_is_skipped_with_a_warning(finished_run, tmp_path, capsys):
+    """The quick check of every case of the test below: the reader of metrics.jsonl, and `summary`."""
+    for case, record in BAD_RECORDS.items():
+        run_dir = _copy_run(finished_run, tmp_path / case)
+        with open(RunFolder(run_dir).metrics_jsonl, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        with pytest.warns(UserWarning, match="skipped 1 record"):
+            records = runfolder.read_metrics(run_dir)
+        assert record not in records and records, case
+        code = main(["summary", str(tmp_path / case / "runs")])
+        err = capsys.readouterr().err
+        assert code == 0 and "Traceback" not in err, (case, err)
+
+
+@pytest.mark.slow  # plot and report take seconds each; the test above reads every case quickly
 @pytest.mark.parametrize("case", sorted(BAD_RECORDS))
 def test_a_bad_metrics_record_is_skipped_with_a_warning_by_every_reader(finished_run, tmp_path, capsys, case):
     run_dir = _copy_run(finished_run, tmp_path)
@@ -179,9 +196,13 @@ def png(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case,via", CRAFTED_VIA, ids=[f"{v}-{c}" for c, v in CRAFTED_VIA])
+# A report takes seconds: `make test` sends every crafted checkpoint through it, the quick loop through the rest.
+@pytest.mark.parametrize("case,via", params(CRAFTED_VIA, [(c, "report") for c in CRAFTED],
+                                            ids=[f"{v}-{c}" for c, v in CRAFTED_VIA]))
 def test_a_crafted_checkpoint_is_refused_with_one_line(finished_run, tmp_path, capsys, png, case, via):
     run_dir = _copy_run(finished_run, tmp_path)
+    if via == "report":  # without its stored predictions the report must evaluate (so load) best.pt
+        RunFolder(run_dir).test_predictions.unlink()
     path = RunFolder(run_dir).best_pt
     ckpt = torch.load(path, weights_only=True)
     _craft(ckpt, case)
@@ -258,6 +279,33 @@ def _rename(run_dir: Path, name: str) -> None:
     torch.save(ckpt, folder.best_pt)
 
 
+def test_names_from_a_run_are_plain_text_in_every_summary_format(finished_run, tmp_path, capsys):
+    """The quick check of every name of the test below (plot and report take seconds: one name there)."""
+    for kind, name in NASTY.items():
+        run_dir = _copy_run(finished_run, tmp_path / kind)
+        _rename(run_dir, name)
+        for fmt in ("markdown", "csv"):
+            assert main(["summary", str(tmp_path / kind / "runs"), "--format", fmt]) == 0
+            out = capsys.readouterr().out
+            assert "\x1b" not in out and "copied" in out, out
+            if fmt == "csv":
+                assert not any(cell.startswith("=") for line in out.splitlines() for cell in line.split(",")), out
+
+
+def test_the_plain_text_helpers_defuse_every_nasty_name():
+    """The quick check of what plot and report draw (the test below runs them, which takes seconds)."""
+    from matplotlib import mathtext
+
+    assert runfolder.plain_text(NASTY["ansi"]) == "red\\x1b[31mname"
+    parser = mathtext.MathTextParser("path")
+    for name in NASTY.values():
+        shown = runfolder.plot_text(name)
+        assert "\x1b" not in shown and shown.count("$") == shown.count("\\$")  # every $ escaped: no mathtext
+        parser.parse(shown)  # matplotlib takes it as written (bad mathtext raises ValueError)
+    assert str(runfolder.csv_cell(NASTY["formula"])).startswith("'=") and runfolder.csv_cell("-0.5") == "-0.5"
+
+
+@pytest.mark.slow  # plot and report take seconds; the two tests above check every name quickly
 @pytest.mark.parametrize("kind", sorted(NASTY))
 def test_names_from_a_run_are_shown_as_plain_text(finished_run, tmp_path, capsys, kind):
     run_dir = _copy_run(finished_run, tmp_path)
@@ -277,7 +325,7 @@ def test_names_from_a_run_are_shown_as_plain_text(finished_run, tmp_path, capsys
 
 # ============================================================================ disk full inside a checkpoint write
 @pytest.mark.slow  # mounts a tmpfs
-def test_disk_full_inside_a_checkpoint_write_is_a_clean_failure(tiny_cfg, tiny_tmpfs, capsys):  # noqa: F811
+def test_disk_full_inside_a_checkpoint_write_is_a_clean_failure(tiny_cfg, tiny_tmpfs, capsys):
     """torch.save reports ENOSPC as a RuntimeError ("unexpected pos"); it must read like every other write failure."""
     filler = tiny_tmpfs / "filler"
     seen = {}
@@ -285,13 +333,7 @@ def test_disk_full_inside_a_checkpoint_write_is_a_clean_failure(tiny_cfg, tiny_t
     def fill(trainer):
         folder = trainer.recorder.folder
         seen.update({p: p.read_bytes() for p in (folder.last_pt, folder.best_pt)})
-        with open(filler, "wb", buffering=0) as f:
-            for chunk in (1 << 16, 1 << 12, 1 << 8, 1):
-                try:
-                    while True:
-                        f.write(b"\0" * chunk)
-                except OSError as e:
-                    assert e.errno == errno.ENOSPC
+        fill_disk(filler)
 
     # no log or eval line between the fill and the checkpoint: the first write to fail is torch.save's
     trainer = Trainer(tiny_cfg(f"train.runs_dir={tiny_tmpfs / 'runs'}", "train.steps=10", "train.checkpoint_every=2",

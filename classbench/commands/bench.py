@@ -33,16 +33,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: physical cores, as train)")
     p.add_argument("--num-classes", type=int, default=10, help="classes of the head (default 10)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model option, as a config's model.args.KEY (repeatable; typed as an override: "
+                        "--model-arg stem=imagenet --model-arg width=16)")
 
 
 def run(args: argparse.Namespace) -> int:
     import re
     import sys
 
-    from ..drivers.bench import bench_model, environment_line, format_bench, matmul_peak_gflops
+    from ..drivers.bench import (bench_model, environment_line, format_bench, matmul_peak_gflops, parse_model_args,
+                                 setup_process)
     from ..errors import ConfigError
     from ..models import get_entry, list_models
-    from ..train.precision import keep_freed_memory, resolve_device, resolve_precision, setup_device, setup_threads
 
     for key in ("batch_size", "steps", "num_classes", "matmul_size"):
         if getattr(args, key) < 1:
@@ -61,18 +64,16 @@ def run(args: argparse.Namespace) -> int:
         names = [n for n in names if re.search(args.filter, n)]
     if not names:
         raise ConfigError(f"No model matches --filter {args.filter!r}. Run `classbench models` to list them.")
+    model_args = parse_model_args(args.model_arg)
 
-    threads = setup_threads(args.threads)
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
-    setup_device(device, tf32=args.tf32)  # as the trainer does: set_device, cudnn.benchmark, TF32 policy
-    if device.type == "cpu":
-        keep_freed_memory()  # as the trainer does
+    device, precision, threads = setup_process(args.device, args.precision, args.threads, args.tf32)
     modes = ("train", "infer") if args.mode == "both" else (args.mode,)
     peak = matmul_peak_gflops(args.matmul_size, device=device, precision=precision) if args.matmul_peak else None
     peak_key = f"{precision}{' (tf32)' if precision == 'fp32' and device.type == 'cuda' and args.tf32 else ''} " \
                f"matmul {args.matmul_size}^2 GFLOP/s"
     context = environment_line(device, threads)
+    if model_args:
+        context["model args"] = " ".join(f"{k}={v}" for k, v in model_args.items())
     if peak:
         context[peak_key] = round(peak, 1)
     rows = []
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         rows += bench_model(name, modes, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
                             compile=args.compile, compile_mode=args.compile_mode,
                             channels_last=args.channels_last, precision=precision,
-                            device=device, num_classes=args.num_classes, peak=peak)
+                            device=device, num_classes=args.num_classes, peak=peak, model_args=model_args)
     if peak and len(names) > 3:  # a long table: check the yardstick did not drift while it ran
         after = matmul_peak_gflops(args.matmul_size, device=device, precision=precision)
         context[peak_key] = f"{peak:.1f} (after the models: {after:.1f})"

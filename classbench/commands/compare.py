@@ -56,7 +56,7 @@ def render(comp, fmt: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..compare.comparison import build_comparison, excluded_lines
     from ..compare.runs import load_runs
-    from ..io import atomic_write_text
+    from ..io import write_output
 
     runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)
     comp = build_comparison(runs, baseline=args.baseline)
@@ -65,9 +65,5 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":  # the JSON is a list of comparisons; what was left out goes to stderr
         for line in [*excluded_lines(comp), *comp.notes]:
             print(f"warning: {line}", file=sys.stderr)
-    if args.output:
-        atomic_write_text(args.output, text)
-        print(f"wrote {args.output} ({len(comp.verdicts)} comparisons)", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    write_output(args.output, text, f"{len(comp.verdicts)} comparisons")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = ("Compare runs: one row per arm (a recipe over seeds: mean, std, confidence interval, verdict) or per run "
         "(the best score over all steps, and of the val-chosen checkpoint).")
@@ -41,26 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..compare.runs import load_runs
-    from ..compare.summary import render, summarize
-    from ..io import atomic_write_text
+    from ..compare.summary import summary_text
+    from ..io import write_output
 
     runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)
-    by, comp = args.by, None
-    if by != "run":
-        from ..compare.comparison import build_comparison
-
-        comp = build_comparison(runs, target=args.target)
-        by = by or ("arm" if comp.by_arm_default else "run")
-    if by == "arm":
-        from ..compare.summary import render_arms
-
-        text, what = render_arms(comp, args.format), f"{len(comp.arms)} arms"
-    else:
-        rows = summarize(runs, split=args.split, metric=args.metric, sort=args.sort)
-        text, what = render(rows, args.format, args.split, args.metric), f"{len(rows)} runs"
-    if args.output:
-        atomic_write_text(args.output, text)
-        print(f"wrote {args.output} ({what})", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    text, what = summary_text(runs, by=args.by, fmt=args.format, split=args.split, metric=args.metric,
+                              sort=args.sort, target=args.target)
+    write_output(args.output, text, what)
     return 0

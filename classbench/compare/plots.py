@@ -117,12 +117,47 @@ def _x_values(recs: list[dict], x: str) -> tuple[list[float], str]:
     return [float(r["step"]) for r in recs], "step"
 
 
-def _time_unit(max_s: float) -> tuple[float, str]:
-    if max_s >= 3 * 3600:
+def _curve_axes(x: str):
+    """(figure, axes) for curves against ``x``, which is checked here: the --x of every curve figure."""
+    if x not in X_AXES:
+        raise ClassbenchError(f"--x must be one of {', '.join(X_AXES)}; got {x!r}.")
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    _style_axes(ax)
+    return fig, ax
+
+
+def _x_axis(x: str, max_x: float | None) -> tuple[float, str]:
+    """(divisor, label) of the x axis; wall time is shown in s, min or h by its largest value ``max_x``."""
+    if x != "time":
+        return 1.0, {"step": "optimizer step", "epoch": "epoch"}[x]
+    if max_x is not None and max_x >= 3 * 3600:
         return 3600.0, "wall time (h)"
-    if max_s >= 180:
+    if max_x is not None and max_x >= 180:
         return 60.0, "wall time (min)"
     return 1.0, "wall time (s)"
+
+
+def _label_curve_axes(ax, metric: str, title: str, xlabel: str) -> None:
+    """Title, axis labels and (accuracies) a percent y axis."""
+    from matplotlib.ticker import PercentFormatter
+
+    ax.set_title(title, fontsize=13, loc="left")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(METRIC_TITLES.get(metric, metric) + (" (lower is better)" if metric in LOWER_IS_BETTER else ""))
+    if metric in ("top1", "top5"):
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+
+
+def _split_legend(fig, used_splits: list[str]) -> None:
+    """The line style of each split shown (the colours are the runs or arms)."""
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], color="#444444", linestyle=SPLIT_STYLES.get(s, "-"), linewidth=1.8, label=s)
+        for s in SPLIT_ORDER if s in used_splits
+    ] + [Line2D([], [], color="#444444", linestyle="-", label=s) for s in used_splits if s not in SPLIT_ORDER]
+    fig.legend(handles=handles, loc="outside right lower", title="split", fontsize=8, title_fontsize=9, frameon=False)
 
 
 def curve_figure(
@@ -140,14 +175,9 @@ def curve_figure(
     lines have few points and smoothing would move their peaks.
     """
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import PercentFormatter
 
-    if x not in X_AXES:
-        raise ClassbenchError(f"--x must be one of {', '.join(X_AXES)}; got {x!r}.")
+    fig, ax = _curve_axes(x)
     colors = colors or run_colors(runs)
-    fig = _new_figure()
-    ax = fig.add_subplot()
-    _style_axes(ax)
 
     series = []  # (run, split, xs, ys)
     for run in runs:
@@ -165,9 +195,7 @@ def curve_figure(
                 ys = ema(ys, smooth)
             series.append((run, split, xs, ys))
 
-    scale, xlabel = 1.0, {"step": "optimizer step", "epoch": "epoch"}.get(x, "wall time (s)")
-    if x == "time" and series:
-        scale, xlabel = _time_unit(max(max(s[2]) for s in series))
+    scale, xlabel = _x_axis(x, max(max(s[2]) for s in series) if series else None)
 
     used_splits: list[str] = []
     plotted_runs: list[Run] = []
@@ -189,12 +217,7 @@ def curve_figure(
         if run not in plotted_runs:
             plotted_runs.append(run)
 
-    name = METRIC_TITLES.get(metric, metric)
-    ax.set_title(f"{name}" + (f" — {title}" if title else ""), fontsize=13, loc="left")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(name + (" (lower is better)" if metric in LOWER_IS_BETTER else ""))
-    if metric in ("top1", "top5"):
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    _label_curve_axes(ax, metric, METRIC_TITLES.get(metric, metric) + (f" — {title}" if title else ""), xlabel)
     if metric == "loss" and series:
         vals = np.array([v for s in series for v in s[3]], dtype=float)
         vals = vals[np.isfinite(vals)]
@@ -211,11 +234,7 @@ def curve_figure(
         ]
         ncols = 1 if len(run_handles) <= 24 else 2
         fig.legend(handles=run_handles, loc="outside right upper", title="run", fontsize=8, title_fontsize=9, ncols=ncols, frameon=False)
-        split_handles = [
-            Line2D([], [], color="#444444", linestyle=SPLIT_STYLES.get(s, "-"), linewidth=1.8, label=s)
-            for s in SPLIT_ORDER if s in used_splits
-        ] + [Line2D([], [], color="#444444", linestyle="-", label=s) for s in used_splits if s not in SPLIT_ORDER]
-        fig.legend(handles=split_handles, loc="outside right lower", title="split", fontsize=8, title_fontsize=9, frameon=False)
+        _split_legend(fig, used_splits)
     return _png_bytes(fig)
 
 
@@ -397,18 +416,12 @@ def arm_curve(arm: Arm, split: str, metric: str, *, x: str = "step", smooth: flo
 def arm_curve_figure(arms: Sequence[Arm], metric: str, *, x: str = "step", smooth: float = 0.0, band: str = "minmax",
                      title: str | None = None, colors: dict[str, str] | None = None) -> bytes:
     """Each arm's mean curve per split, with a shaded band (min-max or 95 % CI over its seeds); PNG bytes."""
-    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-    from matplotlib.ticker import PercentFormatter
 
-    if x not in X_AXES:
-        raise ClassbenchError(f"--x must be one of {', '.join(X_AXES)}; got {x!r}.")
     if band not in BANDS:
         raise ClassbenchError(f"--band must be one of {', '.join(BANDS)}; got {band!r}.")
+    fig, ax = _curve_axes(x)
     colors = colors or arm_colors(arms)
-    fig = _new_figure()
-    ax = fig.add_subplot()
-    _style_axes(ax)
     series = []
     for arm in arms:
         splits = [s for s in SPLIT_ORDER if any(s in r.splits() for r in arm.runs)]
@@ -416,9 +429,7 @@ def arm_curve_figure(arms: Sequence[Arm], metric: str, *, x: str = "step", smoot
             c = arm_curve(arm, split, metric, x=x, smooth=smooth, band=band)
             if c is not None and np.isfinite(c[0]).any():
                 series.append((arm, split, *c))
-    scale, xlabel = 1.0, {"step": "optimizer step", "epoch": "epoch"}.get(x, "wall time (s)")
-    if x == "time" and series:
-        scale, xlabel = _time_unit(max(float(np.nanmax(s[2])) for s in series))
+    scale, xlabel = _x_axis(x, max(float(np.nanmax(s[2])) for s in series) if series else None)
     used_splits: list[str] = []
     for arm, split, xs, mean, lo, hi in series:
         color = colors.get(arm.label, "#333333")
@@ -429,21 +440,15 @@ def arm_curve_figure(arms: Sequence[Arm], metric: str, *, x: str = "step", smoot
                 linewidth=1.9 if eval_split else 1.3, marker="o" if eval_split and len(xs) <= 3 else None, markersize=4)
         if split not in used_splits:
             used_splits.append(split)
-    name = METRIC_TITLES.get(metric, metric)
     what = "min–max over seeds" if band == "minmax" else "95 % CI of the mean over seeds"
-    ax.set_title(f"{name}: mean of each arm, band = {what}" + (f" — {title}" if title else ""), fontsize=13, loc="left")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(name + (" (lower is better)" if metric in LOWER_IS_BETTER else ""))
-    if metric in ("top1", "top5"):
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    _label_curve_axes(ax, metric, f"{METRIC_TITLES.get(metric, metric)}: mean of each arm, band = {what}"
+                      + (f" — {title}" if title else ""), xlabel)
     if not series:
         ax.text(0.5, 0.5, f"no {metric} values logged by these runs", ha="center", va="center", transform=ax.transAxes, color="#666666")
     else:
         handles = [Patch(facecolor=colors.get(a.label, "#333333"), label=_shorten(f"{a.label} (n={a.n})")) for a in arms]
         fig.legend(handles=handles, loc="outside right upper", title="arm", fontsize=8, title_fontsize=9, frameon=False)
-        split_handles = [Line2D([], [], color="#444444", linestyle=SPLIT_STYLES.get(s, "-"), linewidth=1.8, label=s)
-                         for s in SPLIT_ORDER if s in used_splits]
-        fig.legend(handles=split_handles, loc="outside right lower", title="split", fontsize=8, title_fontsize=9, frameon=False)
+        _split_legend(fig, used_splits)
     return _png_bytes(fig)
 
 

@@ -9,8 +9,10 @@ classbench.compare.comparison), the arm table with its confidence intervals, the
 per-run table (both selections), the learning curves (per arm: mean with a band,
 when any arm has several seeds), accuracy against size, for each arm the
 per-class accuracy, confusion matrix and calibration of its median seed's
-best.pt on the test split, each run's config differences from the group's
-common config, and the runs' environments and warnings.
+best.pt on the test split (from the test predictions the trainer stored, so a
+record without checkpoints has them too; best.pt is evaluated only for older
+runs, and for a TTA run's plain accuracy), each run's config differences from
+the group's common config, and the runs' environments and warnings.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import ClassbenchError
 from ..io import atomic_write_text
-from ..runfolder import CONFIG, SUMMARY, RunFolder, checkpoint_rel
+from ..runfolder import CONFIG, SUMMARY, TEST_PREDICTIONS, RunFolder, checkpoint_rel, plain_text
 from . import stats
 from .comparison import Arm, Comparison, arm_cells, arm_columns, build_comparison, excluded_lines
 from .plots import arm_colors, make_arm_figures, make_figures, reliability_figure, run_colors
@@ -37,7 +40,8 @@ from .summary import explanation, format_cell, summarize, table_columns
 
 #: Confusion matrices with at most this many classes are HTML tables; larger ones an image.
 MAX_TABLE_CLASSES = 20
-#: Arms whose best.pt the report evaluates (best first): each is a pass over the test split.
+#: Arms the report analyses (best first): each adds a confusion matrix and a figure to the page, and a pass
+#: over the test split when its predictions are not stored.
 MAX_ARMS_ANALYSED = 8
 
 _NUMERIC_COLS = {
@@ -56,14 +60,15 @@ def esc(v: Any) -> str:
 # ---------------------------------------------------------------- per-class evaluation
 @dataclass
 class ClassEval:
-    """Test-split predictions of one checkpoint, aggregated."""
+    """Test-split predictions of best.pt, counted per class: the trainer's stored ones or a new evaluation."""
 
     run: Run
-    checkpoint: Path
+    source: Path  # where the predictions come from: the checkpoint evaluated, or the stored predictions file
     classes: list[str]
     confusion: np.ndarray  # (C, C) counts, rows = true class, cols = predicted
     step: int | None = None
     notes: list[str] = field(default_factory=list)
+    stored: bool = False  # True: the trainer's own predictions, read from the run folder; nothing was evaluated
 
     @property
     def count(self) -> int:
@@ -80,16 +85,34 @@ class ClassEval:
             return np.where(support > 0, np.diag(self.confusion) / np.maximum(support, 1), np.nan)
 
 
+def count_predictions(run: Run, pred, target, num_classes: int, *, classes: Sequence[str] | None, source: Path,
+                      step: int | None = None, notes: Sequence[str] = (), stored: bool = False) -> ClassEval:
+    """The one place where predictions become a confusion matrix, whether they were just evaluated or stored.
+
+    ``pred``/``target``: class indices (numpy arrays or CPU tensors), in split order.  Classes are named by
+    ``classes`` when it has ``num_classes`` names, else numbered.  A file that claims classes outside
+    0..num_classes-1 (damaged, or from another dataset) raises ClassbenchError rather than miscounting."""
+    n_cls = int(num_classes)
+    pred = np.asarray(pred).astype(np.int64, copy=False).reshape(-1)
+    target = np.asarray(target).astype(np.int64, copy=False).reshape(-1)
+    if pred.shape != target.shape:
+        raise ClassbenchError(f"{plain_text(source)}: {pred.size} predictions for {target.size} test images.")
+    if pred.size and (min(pred.min(), target.min()) < 0 or max(pred.max(), target.max()) >= n_cls):
+        raise ClassbenchError(f"{plain_text(source)} holds classes outside 0..{n_cls - 1}, but the run has {n_cls} classes; "
+                              "it does not belong to this run.")
+    names = [str(c) for c in classes] if classes is not None and len(classes) == n_cls else [str(i) for i in range(n_cls)]
+    conf = np.bincount(target * n_cls + pred, minlength=n_cls * n_cls).reshape(n_cls, n_cls)
+    return ClassEval(run, source, names, conf, step, list(notes), stored)
+
+
 def evaluate_per_class(run: Run, *, device: str = "cpu", limit: int | None = None) -> ClassEval:
-    """The test predictions of the run's best.pt, counted per class.
+    """The test predictions of the run's best.pt, evaluated now and counted per class.
 
     The evaluation is :func:`classbench.inference.evaluate.evaluate_checkpoint`, the trainer's own
     (normalisation, memory format, precision, ``eval.tta``), so without ``limit`` the top-1 here is
     summary.json's ``test_top1``.  Raises (ClassbenchError, ImportError, ...) when the checkpoint or the
     data cannot be loaded; the report turns that into a note.
     """
-    import torch
-
     from ..inference.evaluate import evaluate_checkpoint
 
     m = evaluate_checkpoint(run.path, split="test", kind="best", device=device, with_predictions=True, limit=limit)
@@ -98,18 +121,52 @@ def evaluate_per_class(run: Run, *, device: str = "cpu", limit: int | None = Non
 
 def _class_eval(run: Run, m: dict) -> ClassEval:
     """Count the predictions of an :func:`evaluate_checkpoint` result (with predictions) per class."""
-    import torch
-
-    classes = [str(c) for c in (m["classes"] or [])]
-    n_cls = m["num_classes"]
-    if len(classes) != n_cls:
-        classes = [str(i) for i in range(n_cls)]
     notes = []
     if m["count"] < m["split_size"]:
         notes.append(f"evaluated on the first {m['count']} of {m['split_size']} test images (--eval-limit)")
-    conf = torch.bincount(m["target"] * n_cls + m["pred"], minlength=n_cls * n_cls).view(n_cls, n_cls)
     step = m["step"]
-    return ClassEval(run, Path(m["checkpoint"]), classes, conf.numpy(), int(step) if isinstance(step, int) else None, notes)
+    return count_predictions(run, m["pred"], m["target"], m["num_classes"], classes=m["classes"],
+                             source=Path(m["checkpoint"]), step=int(step) if isinstance(step, int) else None, notes=notes)
+
+
+def stored_class_eval(run: Run, stored: dict) -> ClassEval:
+    """Count the trainer's stored test predictions (:func:`classbench.runfolder.read_test_predictions`) per class.
+
+    They agree with summary.json's ``test_top1`` by construction, with or without ``eval.tta``: at the end of
+    a run the trainer makes ONE call of ``classbench.train.evaluate.evaluate`` on best.pt (with the run's
+    ``eval.tta``, normalisation and precision, on its own device) and takes both summary.json's test top-1/top-5/
+    loss and these predictions from it; ``pred`` is the column that top-1 counted (under TTA the argmax of the
+    flip-averaged probabilities, ``confidence`` that averaged probability).  Under DDP the ranks' shards are
+    reassembled in split order and the top-1 counts all-reduced: the same images once each.  Re-evaluating
+    best.pt here could only differ (another device or precision), so the stored file is the better source.
+    tests/test_report_records.py checks the agreement, also under ``eval.tta=true``.
+
+    The class names come from summary.json (runs since 2026-12-02), else from best.pt when the folder still
+    has it, else the classes are numbered in the dataset's order (and a note says why)."""
+    folder = RunFolder(run.path)
+    summary = run.summary or {}
+    classes, n_cls, notes = None, summary.get("num_classes"), []
+    named = summary.get("classes")
+    if isinstance(named, list) and all(isinstance(c, str) for c in named) and len(named) == n_cls:
+        classes = named
+    elif folder.best_pt.is_file():
+        from ..train.checkpoint import load_checkpoint
+
+        try:  # checked on load (sizes, class names): a shared folder's file may claim anything
+            ckpt = load_checkpoint(folder.best_pt)
+            classes, n_cls = ckpt.get("classes"), int(ckpt["num_classes"])
+        except ClassbenchError as e:
+            notes.append(f"Class names unavailable, so classes are numbered: {e}")
+    else:
+        notes.append(f"Classes are numbered in the dataset's order: their names are kept in "
+                     f"{checkpoint_rel('best')}, which this record does not hold.")
+    if isinstance(n_cls, bool) or not isinstance(n_cls, int) or n_cls < 1:
+        raise ClassbenchError(f"{plain_text(folder.summary_json)} has no valid num_classes ({plain_text(repr(n_cls))[:60]}), so its stored "
+                              "test predictions cannot be counted per class.")
+    step = summary.get("best_step")
+    return count_predictions(run, stored["pred"], stored["target"], n_cls, classes=classes, source=folder.test_predictions,
+                             step=step if isinstance(step, int) and not isinstance(step, bool) else None, notes=notes,
+                             stored=True)
 
 
 # ---------------------------------------------------------------- config differences
@@ -388,24 +445,77 @@ class ArmEval:
 
     arm: Arm
     classes: ClassEval
-    calibration: stats.Calibration | None
-    plain_top1: float | None  # without TTA, for a run that used TTA
+    calibration: stats.Calibration | None  # None: ``notes`` say why
+    plain_top1: float | None  # without TTA, for a run that used TTA (None: ``notes`` say why)
+    notes: list[str] = field(default_factory=list)
+
+
+STORED, CHECKPOINT = "stored", "checkpoint"
+
+
+def analysis_source(arm: Arm) -> str | None:
+    """Where the per-arm analysis of the arm's median seed comes from: :data:`STORED` (the trainer's test
+    predictions; a damaged file counts as absent, and the arm's notes say so), :data:`CHECKPOINT` (best.pt,
+    evaluated: a run from before predictions were stored, or a stored file without the confidences that
+    best.pt can give), or None when the run has neither."""
+    stored = arm.predictions.get(str(arm.representative.path))
+    has_best = RunFolder(arm.representative.path).best_pt.is_file()
+    if stored is not None and ("confidence" in stored or not has_best):
+        return STORED
+    return CHECKPOINT if has_best else None
 
 
 def evaluate_arm(arm: Arm, *, device: str = "cpu", limit: int | None = None) -> ArmEval:
-    """Evaluate the arm's median seed's best.pt on the test split through the one checkpoint-evaluation path
-    (with the run's TTA, as summary.json; for a TTA run also without)."""
+    """Per-class accuracy, confusion matrix and calibration of the arm's median seed's best.pt on the test split.
+
+    From the trainer's stored test predictions when the run has them (nothing is evaluated: they are the very
+    predictions behind summary.json's test_top1, see :func:`stored_class_eval`), so a record without
+    checkpoints has its analysis.  best.pt is evaluated through the one checkpoint-evaluation path only for runs
+    from before predictions were stored, and for stored files without confidences when best.pt is there to give
+    them.  A TTA run's plain (no-TTA) top-1 always needs best.pt; without it a note says so.  ``limit`` applies
+    to evaluations only.  Raises ClassbenchError when the run has neither source, and whatever the evaluation
+    raises when it fails."""
     from ..inference.evaluate import evaluate_checkpoint
 
     run = arm.representative
-    m = evaluate_checkpoint(run.path, split="test", kind="best", device=device, with_predictions=True, limit=limit)
+    source = analysis_source(arm)
+    has_best = RunFolder(run.path).best_pt.is_file()
+    notes: list[str] = []
+    if source == STORED:
+        stored = arm.predictions[str(run.path)]
+        ev = stored_class_eval(run, stored)
+        pred, target, confidence = stored["pred"], stored["target"], stored.get("confidence")
+        if confidence is None:
+            notes.append(f"Calibration cannot be computed from this record: its {TEST_PREDICTIONS} holds no confidences "
+                         f"(the predicted class's probability), and there is no {checkpoint_rel('best')} to evaluate.")
+    elif source == CHECKPOINT:
+        m = evaluate_checkpoint(run.path, split="test", kind="best", device=device, with_predictions=True, limit=limit)
+        ev = _class_eval(run, m)
+        pred, target, confidence = m["pred"].numpy(), m["target"].numpy(), m["confidence"].numpy()
+    else:
+        raise ClassbenchError(f"{plain_text(run.rel)} has neither stored test predictions ({TEST_PREDICTIONS}) nor "
+                              f"a {checkpoint_rel('best')}.")
     cal = None
-    if m.get("confidence") is not None:
-        cal = stats.calibration(m["confidence"].numpy(), (m["pred"] == m["target"]).numpy())
+    if confidence is not None:
+        try:
+            cal = stats.calibration(confidence, np.asarray(pred) == np.asarray(target))
+        except ValueError as e:  # a damaged stored file: the per-class counts above still stand
+            notes.append(f"Calibration not computed from {plain_text(ev.source)}: {e}.")
     plain = None
-    if arm.tta:
-        plain = evaluate_checkpoint(run.path, split="test", kind="best", device=device, limit=limit, tta=False)["top1"]
-    return ArmEval(arm, _class_eval(run, m), cal, plain)
+    if arm.tta and not has_best:
+        notes.append(f"The plain (no-TTA) test top-1 needs {checkpoint_rel('best')}, which this record does not hold; "
+                     "the figures here are with TTA, as the run was scored.")
+    elif arm.tta:
+        try:
+            pm = evaluate_checkpoint(run.path, split="test", kind="best", device=device, limit=limit, tta=False)
+        except Exception as e:  # data or checkpoint unavailable: the TTA analysis still stands
+            notes.append(f"The plain (no-TTA) test top-1 could not be computed: {type(e).__name__}: {e}")
+        else:
+            plain = pm["top1"]
+            if pm["count"] < pm["split_size"]:
+                notes.append(f"The plain (no-TTA) top-1 is on the first {pm['count']} of {pm['split_size']} test "
+                             "images (--eval-limit).")
+    return ArmEval(arm, ev, cal, plain, notes)
 
 
 def _arm_analysis_html(ae: ArmEval, index: int, colors: dict[str, str]) -> str:
@@ -413,12 +523,17 @@ def _arm_analysis_html(ae: ArmEval, index: int, colors: dict[str, str]) -> str:
     sw = f'<span class="swatch" style="background:{esc(colors.get(arm.label, "#888"))}"></span>'
     seed = "its only run" if arm.n == 1 else f"its median seed of {arm.n}"
     acc = f"test top-1 <strong>{100 * ev.top1:.2f}%</strong>"
+    if arm.tta:
+        acc += " with TTA (flip-averaged, as trained)"
     if ae.plain_top1 is not None:
-        acc += f" with TTA (flip-averaged, as trained) · <strong>{100 * ae.plain_top1:.2f}%</strong> plain (no TTA)"
+        acc += f" · <strong>{100 * ae.plain_top1:.2f}%</strong> plain (no TTA)"
+    at = "" if ev.step is None else f" at step {ev.step}"
+    how = (f"as the trainer scored it when the run finished (its stored <code>{esc(TEST_PREDICTIONS)}</code>; "
+           "nothing re-evaluated)" if ev.stored else "evaluated now")
     out = [f"<div class='arm-analysis' data-arm='{esc(arm.label)}'><h3>{sw}{esc(arm.label)}</h3>",
-           f"<p>{seed}: <code>{esc(ev.run.rel)}</code>, checkpoint <code>{checkpoint_rel('best')}</code>"
-           f"{'' if ev.step is None else f' at step {ev.step}'}: {acc} on {ev.count} images.</p>"]
-    out += [f"<p class='note'>{esc(n)}</p>" for n in ev.notes]
+           f"<p>{seed}: <code>{esc(ev.run.rel)}</code>, checkpoint <code>{checkpoint_rel('best')}</code>{at}, "
+           f"{how}: {acc} on {ev.count} images.</p>"]
+    out += [f"<p class='note'>{esc(n)}</p>" for n in [*ev.notes, *ae.notes]]
     out.append("<h4>Per-class accuracy (test)</h4>" + _per_class_html(ev))
     out.append("<h4>Confusion matrix (test; rows = true class, columns = predicted)</h4>")
     out.append(_confusion_html(ev, "confusion-matrix" if index == 0 else f"confusion-matrix-{index + 1}"))
@@ -433,22 +548,30 @@ def _arm_analysis_html(ae: ArmEval, index: int, colors: dict[str, str]) -> str:
 
 
 def _per_arm_html(comp: Comparison, colors: dict[str, str], *, per_class: bool, device: str, limit: int | None) -> str:
-    arms = [a for a in comp.arms if RunFolder(a.representative.path).best_pt.is_file()]
-    if not arms:
-        return f"<p class='note'>No finished run has a {checkpoint_rel('best')}, so there is no per-class analysis.</p>"
+    sources = {a.key: analysis_source(a) for a in comp.arms[:MAX_ARMS_ANALYSED]}
+    if not any(sources.values()):
+        return (f"<p class='note'>No finished run has stored test predictions ({esc(TEST_PREDICTIONS)}) or a "
+                f"{checkpoint_rel('best')}, so there is no per-class analysis: runs from before classbench stored "
+                "their test predictions need their checkpoint, and a record holds none.</p>")
     if not per_class:
         return "<p class='note'>Per-class analysis skipped (--no-per-class).</p>"
     out = []
-    for i, arm in enumerate(arms[:MAX_ARMS_ANALYSED]):
+    for i, arm in enumerate(comp.arms[:MAX_ARMS_ANALYSED]):
+        if sources[arm.key] is None:
+            out.append(f"<p class='note'>No per-class analysis of arm {esc(arm.label)}: its median seed "
+                       f"<code>{esc(arm.representative.rel)}</code> has neither readable stored test predictions "
+                       f"({esc(TEST_PREDICTIONS)}) nor a {checkpoint_rel('best')}.</p>")
+            continue
         try:
             ae = evaluate_arm(arm, device=device, limit=limit)
-        except Exception as e:  # data or checkpoint unavailable: a note, not a failure
-            out.append(f"<div class='box warn'>Could not evaluate <code>{esc(arm.representative.rel)}</code> of arm "
+        except Exception as e:  # data or checkpoint unavailable, a damaged stored file: a note, not a failure
+            what = "read the stored test predictions of" if sources[arm.key] == STORED else "evaluate"
+            out.append(f"<div class='box warn'>Could not {what} <code>{esc(arm.representative.rel)}</code> of arm "
                        f"{esc(arm.label)} on the test split: {esc(type(e).__name__)}: {esc(e)}</div>")
             continue
         out.append(_arm_analysis_html(ae, i, colors))
-    if len(arms) > MAX_ARMS_ANALYSED:
-        out.append(f"<p class='note'>{len(arms) - MAX_ARMS_ANALYSED} more arms not analysed (the best "
+    if len(comp.arms) > MAX_ARMS_ANALYSED:
+        out.append(f"<p class='note'>{len(comp.arms) - MAX_ARMS_ANALYSED} more arms not analysed (the best "
                    f"{MAX_ARMS_ANALYSED} are; use --filter or --group to pick others).</p>")
     return "".join(out)
 

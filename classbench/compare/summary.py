@@ -299,6 +299,22 @@ def arms_note() -> str:
             "the mean, and the range; best first.")
 
 
+def summary_text(runs: list[Run], *, by: str | None = None, fmt: str = "markdown", split: str = "test",
+                 metric: str = "top1", sort: str = "test_at_best_val", target: float | None = None) -> tuple[str, str]:
+    """The summary as ``classbench summary`` prints it, and what it counts ("2 arms", "6 runs").
+
+    ``by=None`` groups by arm when any arm has two or more seeds (one comparison object, as ``compare``
+    builds it), else lists runs; ``classbench sweep`` prints the same at its end."""
+    if by != "run":
+        from .comparison import build_comparison
+
+        comp = build_comparison(runs, target=target)
+        if by == "arm" or comp.by_arm_default:
+            return render_arms(comp, fmt), f"{len(comp.arms)} arms"
+    rows = summarize(runs, split=split, metric=metric, sort=sort)
+    return render(rows, fmt, split, metric), f"{len(rows)} runs"
+
+
 def render_arms(comp, fmt: str) -> str:
     """``summary --by arm``: the verdict, then one row per arm (the JSON is the list of arms)."""
     from .comparison import arms_markdown, excluded_lines, verdict_markdown

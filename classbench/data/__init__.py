@@ -155,10 +155,14 @@ def build_data(cfg) -> Data:
     splits = {k: splits[k] for k in ("train", "val", "test", "train_subset") if k in splits}
     counts = {k: class_counts(v, len(classes)) for k, v in splits.items()}
     notes = balance_warnings(counts, list(classes), _SIZE_KEYS)
-    # Always measured (the run records it); the loader applies it only with data.normalize.
-    mean, std = channel_stats(train.images)
-    std, constant = usable_std(std)
-    notes += constant
+    # Measured unless the config fixes the constants (the run records them); the loader applies them only
+    # with data.normalize.
+    if cfg.mean is not None and cfg.std is not None:
+        mean, std = tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std)
+    else:
+        mean, std = channel_stats(train.images)
+        std, constant = usable_std(std)
+        notes += constant
     for note in notes:
         warnings.warn(note, stacklevel=2)
     return Data(splits=splits, classes=list(classes), mean=mean, std=std, root=str(root) if root else None,

@@ -6,7 +6,7 @@ over the timed steps after warm-up), the median step in ms, the achieved GFLOP/s
 training step, x 1 for inference) and the peak memory of the run (see
 :func:`~classbench.train.speed.time_steps` for what is measured on CUDA and CPU).
 The step is the trainer's own (:func:`classbench.train.step.train_step`); the process
-is set up as the trainer sets it up (threads, allocator).  ``classbench models --bench``
+is set up as the trainer sets it up (:func:`setup_process`: threads, device, allocator).  ``classbench models --bench``
 shows the same measurement (:func:`add_speed`).  ``matmul_peak_gflops`` measures the GEMM rate of the
 same device in the same process at the precision being benchmarked (bf16/fp16 under that autocast, fp32
 -- under the process's TF32 policy on CUDA -- otherwise), the yardstick for "how close to the hardware".
@@ -69,8 +69,10 @@ def bench_model(
     num_classes: int = 10,
     input_size: tuple[int, int, int] = (3, 32, 32),
     peak: float | None = None,
+    model_args: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per mode for one registered model.  ``channels_last=None`` takes the registry's default."""
+    """One row per mode for one registered model, built with ``model_args`` (a config's ``model.args``:
+    ``{"stem": "imagenet"}``).  ``channels_last=None`` takes the registry's default."""
     from ..models import create_model, get_entry
     from ..models.profile import count_flops
     from ..models.registry import uses_channels_last
@@ -78,10 +80,11 @@ def bench_model(
 
     entry = get_entry(name)
     cl = uses_channels_last(name, channels_last)
+    model_args = dict(model_args or {})
     with torch.device("meta"):
-        flops = count_flops(create_model(name, num_classes=num_classes), input_size)
+        flops = count_flops(create_model(name, num_classes=num_classes, **model_args), input_size)
     torch.manual_seed(0)
-    model = create_model(name, num_classes=num_classes)
+    model = create_model(name, num_classes=num_classes, **model_args)
     rows = []
     for mode in modes:
         row: dict[str, Any] = {"model": name, "family": entry.family, "mode": mode, "batch": batch_size,
@@ -107,6 +110,37 @@ def bench_model(
         rows.append(row)
     del model
     return rows
+
+
+def setup_process(device: str = "auto", precision: str = "auto", threads: int = 0,
+                  tf32: bool = True) -> tuple[torch.device, str, int]:
+    """Set this process up as the trainer does (threads, device, TF32 policy, CPU allocator) and resolve
+    ``auto``: (device, precision, threads) for :func:`bench_model`."""
+    from ..train.precision import keep_freed_memory, resolve_device, resolve_precision, setup_device, setup_threads
+
+    threads = setup_threads(threads)
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    setup_device(dev, tf32=tf32)  # set_device, cudnn.benchmark, the TF32 policy
+    if dev.type == "cpu":
+        keep_freed_memory()
+    return dev, prec, threads
+
+
+def parse_model_args(items: Sequence[str]) -> dict[str, Any]:
+    """``--model-arg KEY=VALUE`` items into model options, the values typed as config overrides are
+    (``stem=imagenet``, ``width=16``, ``dropout=0.1``)."""
+    from ..config import parse_override
+    from ..errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, value = parse_override(item)
+        if "." in key:
+            raise ConfigError(f"--model-arg {item!r}: {key!r} is not a model option name (a model's options "
+                              "are not nested: stem=imagenet, width=16).")
+        out[key] = value
+    return out
 
 
 def add_speed(rows: list[dict[str, Any]], *, batch_size: int = 128, steps: int = 10, device: str = "auto",

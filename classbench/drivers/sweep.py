@@ -607,7 +607,7 @@ def summary_tables(runs_dirs: list[str], split: str = "test", metric: str = "top
     import warnings
 
     from ..compare.runs import load_runs
-    from ..compare.summary import render, summarize
+    from ..compare.summary import summary_text
 
     parts = []
     for d in runs_dirs:
@@ -617,8 +617,8 @@ def summary_tables(runs_dirs: list[str], split: str = "test", metric: str = "top
             warnings.simplefilter("ignore")  # partial runs of a failed job: the table says so
             runs = load_runs(d, require=False, warn=False)
         if runs:
-            parts.append(f"\nclassbench summary {d}\n\n" + render(summarize(runs, split=split, metric=metric),
-                                                                   "markdown", split, metric))
+            text, _ = summary_text(runs, split=split, metric=metric)  # by arm once seeds make arms
+            parts.append(f"\nclassbench summary {d}\n\n" + text)
     return "".join(parts)
 
 

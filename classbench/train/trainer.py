@@ -440,7 +440,8 @@ class Trainer:
         m = self.meter
         return {
             "name": self.cfg.name, "model": self.cfg.model.name, "dataset": self.cfg.data.name,
-            "num_classes": self.data.num_classes, "params": count_params(self.model),
+            "num_classes": self.data.num_classes, "classes": list(self.data.classes),  # names for records without best.pt
+            "params": count_params(self.model),
             "flops": count_flops(flops_model, (3, *self.data.image_size)), "status": runfolder.FINISHED,
             "selection_split": self.selection_split,
             "data_warnings": list(self.data.warnings),  # splits missing classes or unbalanced, constant channels

@@ -22,14 +22,16 @@ class Counts(dict):
     def add(self, key: str, n: int = 1) -> None:
         self[key] = self.get(key, 0) + n
 
-    def fixture(self):
+    def fixture(self, start: bool = False):
+        """The module's autouse fixture; ``start=True`` replaces the file instead of merging into it."""
+
         @pytest.fixture(scope="module", autouse=True)
         def _write_counts():
             yield
             path = os.environ.get("CLASSBENCH_RELIABILITY_REPORT")
             if path:
                 p = Path(path)
-                old = json.loads(p.read_text()) if p.exists() else {}
+                old = json.loads(p.read_text()) if p.exists() and not start else {}
                 p.write_text(json.dumps(dict(sorted({**old, **self}.items())), indent=2) + "\n")
 
         return _write_counts

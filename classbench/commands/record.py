@@ -1,0 +1,55 @@
+"""`classbench record`: copy finished runs, without their weights, to a folder of records (e.g. results/)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = ("Copy each finished run under the given folders, without checkpoints, to DEST/<dataset>/<name>/<stamp>/ "
+        "(atomically; an identical record is kept, a different one is never overwritten; unfinished runs are skipped).")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_RUNS_DIR",
+                        help="a run folder, or a folder that holds run folders (searched recursively)")
+    parser.add_argument("--to", required=True, metavar="DEST", help="the folder of records, e.g. results/seed004")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import runfolder
+    from ..errors import ClassbenchError
+
+    found = sorted({p.resolve(): p for arg in args.runs for p in runfolder.discover(arg)}.values())
+    if not found:
+        raise ClassbenchError(f"No run folder under {' '.join(args.runs)}: nothing to record.")
+    recorded, problems = 0, 0
+    for run_dir in found:
+        if not runfolder.is_finished(run_dir):
+            try:
+                status = (runfolder.read_status(run_dir) or {}).get("status", "no status")
+            except (OSError, ValueError, AttributeError):
+                status = "unreadable status"
+            print(f"skipped {runfolder.plain_text(run_dir)}: not finished ({runfolder.plain_text(status)})",
+                  file=sys.stderr)
+            continue
+        try:
+            record, what = runfolder.copy_record(run_dir, args.to)
+        except ClassbenchError as e:
+            print(f"error: {e}", file=sys.stderr)
+            problems += 1
+            continue
+        recorded += 1
+        if what == runfolder.RECORD_SAME:
+            print(f"already recorded: {record} (identical)")
+        else:
+            size = sum((record / f).stat().st_size for f in runfolder.record_files(record))
+            print(f"recorded {runfolder.plain_text(run_dir)} -> {record} ({_size(size)})")
+    if problems:
+        return 2
+    if not recorded:
+        raise ClassbenchError(f"No finished run under {' '.join(args.runs)}: nothing was recorded.")
+    return 0

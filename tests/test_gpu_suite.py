@@ -1,0 +1,123 @@
+"""benchmarks/gpu_suite.sh (issue #21, item 5), checked on the CPU with --smoke.
+
+The smoke run trains every run of the GPU plan for 2 steps on small CIFAR copies in the official format
+(support/data.py), then records them with `classbench record`, under a temporary folder: the same
+script, configs and commands as on a GPU, at a tiny budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from support.data import write_cifar10, write_cifar100
+
+SCRIPT = REPO / "benchmarks" / "gpu_suite.sh"
+INSIGHT = {"resnet18-imagenet-stem", "resnet18-ms1", "resnet18-ms2", "vitn-12x256-8x8", "vitn-12x256-8x8-ra"}
+
+
+def run_suite(tmp_path: Path, data: Path | None, *args: str, timeout: int = 3000) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("CLASSBENCH_DATA", "OUT")}
+    env["OUT"] = str(tmp_path / "out")
+    env["CLASSBENCH_DATA"] = str(data if data is not None else tmp_path / "no-data")
+    return subprocess.run(["bash", str(SCRIPT), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def records(folder: Path) -> dict[str, list[dict]]:
+    """config name -> the configs of the run records under folder."""
+    out: dict[str, list[dict]] = {}
+    for cfg in sorted(folder.rglob("config.yaml")):
+        c = yaml.safe_load(cfg.read_text())
+        assert (cfg.parent / "summary.json").is_file(), cfg.parent
+        assert not list(cfg.parent.rglob("*.pt")), f"{cfg.parent}: a record holds no checkpoint"
+        out.setdefault(c["name"], []).append(c)
+    return out
+
+
+def repo_results() -> set[str]:
+    return {str(p.relative_to(REPO)) for p in (REPO / "results").rglob("*")} if (REPO / "results").exists() else set()
+
+
+@pytest.mark.slow
+def test_smoke_runs_the_whole_plan_on_cpu_and_records_it_outside_the_repo(tmp_path):
+    data = tmp_path / "data"
+    write_cifar10(data, n_train_per_batch=20, n_test=40)
+    write_cifar100(data, n_train=300, n_test=40)
+    before = repo_results()
+    proc = run_suite(tmp_path, data, "--smoke")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-5000:]
+    assert repo_results() == before  # smoke never writes into the repo's results/
+    results = tmp_path / "out" / "results"
+
+    resnet18 = records(results / "gpu-seed003-resnet18")
+    assert list(resnet18) == ["resnet18"] and resnet18["resnet18"][0]["train"]["device"] == "cpu"
+    assert resnet18["resnet18"][0]["train"]["steps"] == 2  # the smoke budget, on seed 003's recipe
+    assert resnet18["resnet18"][0]["model"]["args"]["init"] == "kaiming_fan_in"
+
+    suite = records(results / "gpu-seed002-cifar100")
+    enhuiz = {p.stem for p in (REPO / "configs" / "cifar100").glob("*.yaml") if "enhuiz/image-classification" in p.read_text()}
+    assert set(suite) == enhuiz and len(enhuiz) == 19
+    seeds = {name: sorted(c["train"]["seed"] for c in cfgs) for name, cfgs in suite.items()}
+    # one seed each; the insight questions' arms get the smoke's 2 seeds (the GPU run: 3)
+    assert seeds == {name: [0, 1] if name in INSIGHT else [0] for name in enhuiz}
+    assert all(c["data"]["name"] == "cifar100" for cfgs in suite.values() for c in cfgs)
+
+    fast = records(results / "gpu-fast")
+    assert list(fast) == ["fast"] and sorted(c["train"]["seed"] for c in fast["fast"]) == [0, 1]
+    summary = json.loads(next((results / "gpu-fast").rglob("summary.json")).read_text())
+    assert summary["model"] == "airbench_net" and summary["steps"] == 2
+    assert "gpu_suite: every part finished" in (tmp_path / "out" / "runs" / "gpu_suite.log").read_text()
+
+
+@pytest.mark.slow
+def test_without_cifar100_the_suite_part_is_skipped_with_a_message(tmp_path):
+    data = tmp_path / "data"
+    write_cifar10(data, n_train_per_batch=20, n_test=40)
+    proc = run_suite(tmp_path, data, "--smoke", "--only", "seed002-cifar100")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "skipped seed002-cifar100: no cifar100 copy here: no cifar-100-python/ or cifar-100-python.tar.gz" in proc.stdout
+    assert not list((tmp_path / "out" / "results").rglob("config.yaml"))
+
+
+@pytest.mark.slow
+def test_a_copy_that_does_not_load_fails_the_part(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cifar-10-python.tar.gz").write_bytes(b"not the archive")
+    proc = run_suite(tmp_path, data, "--smoke", "--only", "fast")
+    assert proc.returncode == 1
+    assert "FAILED: fast: cifar10 is there but does not load" in proc.stdout and "md5" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--only", "nope"], "unknown part 'nope'"),
+    (["--seeds-fast", "0"], "must be positive integers"),
+    (["--jobs", "x"], "must be positive integers"),
+    (["--device"], "--device needs a value"),
+    (["--smoke", "--results", str(REPO / "results" / "smoke")], "must not write into the repo's results/"),
+])
+def test_bad_arguments_exit_2_before_anything_runs(tmp_path, args, message):
+    before = repo_results()
+    proc = run_suite(tmp_path, None, *args, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert not (tmp_path / "out").exists() and repo_results() == before
+
+
+@pytest.mark.slow
+def test_without_a_gpu_the_full_suite_refuses_to_start(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    proc = run_suite(tmp_path, None, "--runs-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "results"),
+                     timeout=120)
+    assert proc.returncode == 2 and "no GPU is visible" in proc.stderr
+    assert not list((tmp_path / "runs").rglob("config.yaml"))

@@ -1,0 +1,167 @@
+"""`classbench record`: finished runs copied without their weights, atomically, never over a different record."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from classbench import runfolder
+from classbench.cli import main
+from classbench.errors import ClassbenchError
+from classbench.runfolder import RunFolder
+
+FINISHED = ("toy-a", "toy-b", "toy-c")  # support/runs.py: toy-half crashed half way, toy-live is being written
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _copy(run: Path, base: Path) -> Path:
+    """A private copy of a shared run, at the same <dataset>/<name>/<stamp> place under ``base``."""
+    dst = base / run.parent.parent.name / run.parent.name / run.name
+    shutil.copytree(run, dst)
+    return dst
+
+
+def test_records_every_finished_run_without_checkpoints_and_skips_the_rest(runs_dir, tmp_path, capsys):
+    dest = tmp_path / "results"
+    assert main(["record", str(runs_dir), "--to", str(dest)]) == 0
+    out, err = capsys.readouterr()
+    records = runfolder.discover(dest)
+    assert [r.relative_to(dest).parts[:2] for r in records] == [("synthetic", n) for n in FINISHED]
+    assert "toy-half" in err and "toy-live" in err and "not finished" in err
+    for record in records:
+        source = runs_dir / record.relative_to(dest)
+        assert str(source) in out
+        kept = _files(record)
+        assert not any(name.endswith(".pt") for name in kept) and not RunFolder(record).checkpoints.exists()
+        assert RunFolder(source).best_pt.is_file()  # the source had weights: they were left out, not missing
+        expected = {k: v for k, v in _files(source).items()
+                    if not k.startswith(runfolder.CHECKPOINTS + "/") and not k.startswith(".")}
+        assert kept == expected  # everything else, byte for byte
+        for f in (runfolder.CONFIG, runfolder.ENV, runfolder.STATUS, runfolder.METRICS, runfolder.SUMMARY,
+                  runfolder.TEST_PREDICTIONS):
+            assert f in kept
+    assert any(k.startswith(runfolder.TENSORBOARD + "/") for k in _files(records[0]))  # toy-a logged TensorBoard
+
+    # The records are read by the tool as the runs were: the same table.
+    assert main(["summary", str(runs_dir), "--by", "run", "--filter", "toy-[abc]", "--format", "csv"]) == 0
+    from_runs = capsys.readouterr().out
+    assert main(["summary", str(dest), "--by", "run", "--format", "csv"]) == 0
+    assert capsys.readouterr().out == from_runs and len(from_runs.splitlines()) == 1 + len(FINISHED)
+
+
+def test_recording_again_keeps_an_identical_record_and_refuses_a_different_one(runs_dir, tmp_path, capsys):
+    dest = tmp_path / "results"
+    a, b = runfolder.discover(runs_dir)[:2]
+    assert main(["record", str(a), str(b), "--to", str(dest)]) == 0
+    before = _files(dest)
+    assert main(["record", str(a), str(b), "--to", str(dest)]) == 0
+    assert capsys.readouterr().out.count("already recorded") == 2 and _files(dest) == before
+
+    record_b = runfolder.record_path(b, dest)
+    RunFolder(record_b).metrics_jsonl.write_text('{"step": 1, "split": "val", "top1": 0.99}\n')  # not this run's
+    changed = _files(dest)
+    assert main(["record", str(a), str(b), "--to", str(dest)]) == 2
+    out, err = capsys.readouterr()
+    assert "already holds a different record" in err and str(record_b) in err
+    assert "already recorded" in out  # the other run was still handled
+    assert _files(dest) == changed  # nothing overwritten
+
+
+def test_weight_files_links_and_hidden_files_stay_out(runs_dir, tmp_path):
+    run = _copy(runfolder.discover(runs_dir)[0], tmp_path / "runs")
+    (run / "export.onnx").write_bytes(b"onnx")
+    (run / "extra").mkdir()
+    (run / "extra" / "swa.pth").write_bytes(b"w")
+    (run / "extra" / "notes.txt").write_text("kept")
+    (run / ".hidden").write_text("x")
+    os.symlink("/etc/hostname", run / "link.txt")
+    record, what = runfolder.copy_record(run, tmp_path / "results")
+    assert what == runfolder.RECORD_COPIED
+    kept = _files(record)
+    assert "extra/notes.txt" in kept
+    assert not {"export.onnx", "extra/swa.pth", ".hidden", "link.txt", runfolder.LOCK} & set(kept)
+
+
+def test_a_failed_copy_leaves_no_record_and_no_temporary_folder(runs_dir, tmp_path, monkeypatch):
+    run = runfolder.discover(runs_dir)[0]
+    dest = tmp_path / "results"
+    real_copy = shutil.copy2
+    calls = []
+
+    def failing_copy(src, dst, **kw):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_copy(src, dst, **kw)
+
+    monkeypatch.setattr(shutil, "copy2", failing_copy)
+    with pytest.raises(ClassbenchError, match="No space left on device.*Nothing was written"):
+        runfolder.copy_record(run, dest)
+    parent = runfolder.record_path(run, dest).parent
+    assert list(parent.iterdir()) == []  # neither the record nor its hidden temporary folder
+
+    def interrupted_copy(src, dst, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "copy2", interrupted_copy)
+    with pytest.raises(KeyboardInterrupt):
+        runfolder.copy_record(run, dest)
+    assert list(parent.iterdir()) == []
+    monkeypatch.setattr(shutil, "copy2", real_copy)
+    record, what = runfolder.copy_record(run, dest)
+    assert what == runfolder.RECORD_COPIED and [p.name for p in parent.iterdir()] == [record.name]
+
+
+def test_the_copy_happens_in_a_hidden_folder_that_readers_skip(runs_dir, tmp_path, monkeypatch):
+    """Mid-copy, the record's place is empty and the partial copy is invisible to discover()."""
+    run = runfolder.discover(runs_dir)[0]
+    dest = tmp_path / "results"
+    record = runfolder.record_path(run, dest)
+    real_copy, seen = shutil.copy2, []
+
+    def watching_copy(src, dst, **kw):
+        seen.append((Path(dst).relative_to(record.parent).parts[0], record.exists(), runfolder.discover(dest)))
+        return real_copy(src, dst, **kw)
+
+    monkeypatch.setattr(shutil, "copy2", watching_copy)
+    runfolder.copy_record(run, dest)
+    assert seen and all(tmp.startswith(".") and not exists and found == [] for tmp, exists, found in seen)
+    assert runfolder.discover(dest) == [record]
+
+
+def test_unfinished_runs_alone_record_nothing(runs_dir, tmp_path, capsys):
+    half = runs_dir / "synthetic" / "toy-half"
+    assert main(["record", str(half), "--to", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert "skipped" in err and "not finished (running)" in err and "nothing was recorded" in err
+    assert not (tmp_path / "results").exists()
+    with pytest.raises(ClassbenchError, match="has not finished"):
+        runfolder.copy_record(next(half.iterdir()), tmp_path / "results")
+    assert main(["record", str(tmp_path / "nowhere"), "--to", str(tmp_path / "results")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["../escape", ".hidden", "a/b"])
+def test_a_crafted_name_cannot_place_a_record_elsewhere(runs_dir, tmp_path, name, capsys):
+    run = _copy(runfolder.discover(runs_dir)[0], tmp_path / "runs")
+    cfg = yaml.safe_load(RunFolder(run).config_yaml.read_text())
+    cfg["name"] = name
+    RunFolder(run).config_yaml.write_text(yaml.safe_dump(cfg))
+    assert main(["record", str(run), "--to", str(tmp_path / "results")]) == 2
+    assert "cannot be a folder name" in capsys.readouterr().err
+    assert not any(p.is_file() for p in tmp_path.rglob("*") if "runs" not in p.parts)
+
+
+def test_a_destination_that_cannot_hold_records_is_one_line_per_run(runs_dir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["record", str(runfolder.discover(runs_dir)[0]), "--to", str(blocker / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Cannot create the record") and "Not a directory" in err and "Traceback" not in err
