@@ -438,3 +438,18 @@ def test_help_renders(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_the_sweep_ends_with_the_summary_command_s_table(trained, capsys):
+    """`classbench sweep` closes with what `classbench summary` prints: arms once seeds make arms."""
+    from classbench.drivers.sweep import summary_tables
+
+    assert main(["summary", str(trained)]) == 0
+    printed = capsys.readouterr().out
+    assert "| arm | n |" in printed and "**Verdict**" in printed
+    assert summary_tables([str(trained)]) == f"\nclassbench summary {trained}\n\n" + printed
+    one_each = [r for r in load_runs(trained) if r.config.get("train", {}).get("seed") == 0]
+    from classbench.compare.summary import summary_text
+
+    text, what = summary_text(one_each)
+    assert what == f"{len(one_each)} runs" and "| run |" in text
