@@ -67,7 +67,7 @@ STATUS = "status.json"  #: one of STATUSES, with pid, host, updated, message
 METRICS = "metrics.jsonl"  #: one JSON record a line; the last may be partial after a crash
 SUMMARY = "summary.json"  #: written when the run finishes
 NONFINITE = "nonfinite.json"  #: only after a non-finite loss
-TEST_PREDICTIONS = "test_predictions.npz"  #: predicted/true class of each test image under best.pt (end of run)
+TEST_PREDICTIONS = "test_predictions.npz"  #: predicted class and correctness of each test image under best.pt (end of run)
 CHECKPOINTS = "checkpoints"  #: the folder of the checkpoints
 TENSORBOARD = "tensorboard"  #: TensorBoard event files (log.tensorboard=true)
 CHECKPOINT_KINDS = ("last", "best")  #: last.pt: full training state; best.pt: the val-chosen weights
@@ -567,21 +567,38 @@ def resolve_checkpoint(path: str | Path, kind: str = "best") -> Path:
 
 
 # ---------------------------------------------------------------- stored test predictions
-# Predicted and true class (and the predicted class's probability) of every test image under best.pt,
-# written at the end of a run: McNemar's test and calibration read it (classbench.compare.stats).
+# The predicted class, whether it was right, and the predicted class's probability of every test image under
+# best.pt, written at the end of a run: McNemar's test and calibration read it (classbench.compare.stats).
+# The true labels are the dataset's, not the run's, so the file holds only their digest: it proves that two
+# runs were scored on the same images in the same order, and that a dataset read later (the report's
+# per-class counts) is the one the run saw.  Files written before 2026-12-03 hold a "target" array instead.
+def labels_digest(labels) -> str:
+    """sha256 of the labels as little-endian int64: the identity of a scored image sequence."""
+    import hashlib
+
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(labels).reshape(-1), dtype="<i8").tobytes()).hexdigest()
+
+
 def write_test_predictions(run_dir: str | Path, pred, target, confidence=None) -> Path:
-    """Store the test predictions atomically as plain integer/float arrays (.npz, read without pickle)."""
+    """Store the test predictions atomically as plain arrays (.npz, read without pickle): ``pred`` (int64),
+    ``correct`` (bool), ``confidence`` (float32, when given) and ``labels_sha256`` (:func:`labels_digest`
+    of ``target``, which itself is not stored)."""
     import io as _io
 
     import numpy as np
 
     from .io import atomic_write_bytes
 
-    arrays = {"pred": np.asarray(pred, dtype=np.int64).reshape(-1), "target": np.asarray(target, dtype=np.int64).reshape(-1)}
+    pred, target = np.asarray(pred, dtype=np.int64).reshape(-1), np.asarray(target, dtype=np.int64).reshape(-1)
+    if pred.size != target.size:
+        raise ValueError(f"test predictions of unequal lengths: pred {pred.size}, target {target.size}")
+    arrays = {"pred": pred, "correct": pred == target, "labels_sha256": np.array(labels_digest(target))}
     if confidence is not None:
         arrays["confidence"] = np.asarray(confidence, dtype=np.float32).reshape(-1)
-    if len({a.size for a in arrays.values()}) != 1:
-        raise ValueError(f"test predictions of unequal lengths: { {k: a.size for k, a in arrays.items()} }")
+        if arrays["confidence"].size != pred.size:
+            raise ValueError(f"test predictions of unequal lengths: pred {pred.size}, confidence {arrays['confidence'].size}")
     buf = _io.BytesIO()
     np.savez_compressed(buf, **arrays)
     path = RunFolder(run_dir).test_predictions
@@ -590,8 +607,11 @@ def write_test_predictions(run_dir: str | Path, pred, target, confidence=None) -
 
 
 def read_test_predictions(run_dir: str | Path) -> dict[str, Any] | None:
-    """``{"pred", "target"[, "confidence"]}`` numpy arrays, or None for a run without the file (older runs).
-    Raises ClassbenchError if the file is damaged."""
+    """``{"pred", "correct", "labels_sha256"[, "confidence"]}``, or None for a run without the file (older runs).
+
+    ``labels_sha256`` is a str; the rest are numpy arrays of one length.  A file from before 2026-12-03 also
+    gives its ``target`` array (``correct`` and the digest are derived from it).  Raises ClassbenchError if
+    the file is damaged."""
     import zipfile
 
     import numpy as np
@@ -604,8 +624,18 @@ def read_test_predictions(run_dir: str | Path) -> dict[str, Any] | None:
             out = {k: z[k] for k in z.files}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise ClassbenchError(f"{path} is damaged ({e}); delete it (the run then counts as one without stored predictions).") from e
-    if "pred" not in out or "target" not in out or out["pred"].shape != out["target"].shape:
-        raise ClassbenchError(f"{path} lacks matching 'pred' and 'target' arrays; delete it.")
+    pred = out.get("pred")
+    if "target" in out and isinstance(pred, np.ndarray) and out["target"].shape == pred.shape:
+        out.setdefault("correct", pred == out["target"])
+        out.setdefault("labels_sha256", np.array(labels_digest(out["target"])))
+    correct, digest = out.get("correct"), out.get("labels_sha256")
+    if (not isinstance(pred, np.ndarray) or pred.ndim != 1 or not isinstance(correct, np.ndarray)
+            or correct.shape != pred.shape or correct.dtype != bool
+            or not isinstance(digest, np.ndarray) or digest.shape != () or digest.dtype.kind != "U"):
+        raise ClassbenchError(f"{path} lacks matching 'pred' and 'correct' arrays and a 'labels_sha256' digest; delete it.")
+    if "confidence" in out and out["confidence"].shape != pred.shape:
+        raise ClassbenchError(f"{path} holds {out['confidence'].size} confidences for {pred.size} predictions; delete it.")
+    out["labels_sha256"] = str(digest)
     return out
 
 

@@ -314,13 +314,17 @@ def _summaries(runs: Path) -> dict[str, list[dict]]:
 
 
 def test_trainer_stores_test_predictions(trained):
-    from classbench.runfolder import read_test_predictions
+    from classbench.config import load_run_config
+    from classbench.data import test_labels
+    from classbench.runfolder import labels_digest, read_test_predictions
 
     for summary_path in trained.glob("synthetic/*/*/summary.json"):
         s = json.loads(summary_path.read_text())
         p = read_test_predictions(summary_path.parent)
-        assert p is not None and len(p["target"]) == 64  # synthetic test split: synthetic_size // 4
-        assert float((p["pred"] == p["target"]).mean()) == pytest.approx(s["test_top1"])
+        assert p is not None and len(p["pred"]) == 64  # synthetic test split: synthetic_size // 4
+        assert float(p["correct"].mean()) == pytest.approx(s["test_top1"])
+        labels = test_labels(load_run_config(summary_path.parent).data)
+        assert p["labels_sha256"] == labels_digest(labels) and "target" not in p
         assert ((p["confidence"] > 0) & (p["confidence"] <= 1)).all()
 
 

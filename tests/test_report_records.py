@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from classbench.cli import main
-from classbench.runfolder import RunFolder, discover, read_test_predictions, write_test_predictions
+from classbench.runfolder import RunFolder, discover, labels_digest, read_test_predictions, write_test_predictions
 from support.configs import tiny_config
 
 ARMS = {"plain": [], "flip": ["eval.tta=true", "data.normalize=true"]}
@@ -62,16 +63,24 @@ def _run(root: Path, name: str) -> Path:
 
 
 # ---------------------------------------------------------------- independent computations
-def _expected(npz: dict) -> dict:
-    """Confusion matrix, per-class accuracy and ECE from the stored arrays, by the definitions."""
+def _labels(run_dir: Path) -> np.ndarray:
+    """The run's test labels, from the data the run's config builds (the stored file holds only their digest)."""
+    from classbench.config import load_run_config
+    from classbench.data import build_data
+
+    return build_data(load_run_config(run_dir, check=False).data).splits["test"].labels.numpy()
+
+
+def _expected(npz: dict, target: np.ndarray) -> dict:
+    """Confusion matrix, per-class accuracy and ECE from the stored arrays and the true labels, by the definitions."""
     n_cls = 4  # data.num_classes of the tiny config
     cm = [[0] * n_cls for _ in range(n_cls)]
-    for t, p in zip(npz["target"].tolist(), npz["pred"].tolist()):
+    for t, p in zip(target.tolist(), npz["pred"].tolist()):
         cm[t][p] += 1
     per_class = [f"{100 * cm[i][i] / sum(cm[i]):.1f}%" if sum(cm[i]) else "–" for i in range(n_cls)]
     ece = None
     if "confidence" in npz:
-        conf, ok = npz["confidence"].astype(float).tolist(), (npz["pred"] == npz["target"]).tolist()
+        conf, ok = npz["confidence"].astype(float).tolist(), (npz["pred"] == target).tolist()
         ece = 0.0
         for b in range(BINS):  # bins (b/15, (b+1)/15], the first also holding 0
             members = [i for i, c in enumerate(conf) if b / BINS < c <= (b + 1) / BINS or (b == 0 and c == 0)]
@@ -104,10 +113,12 @@ def test_stored_predictions_are_what_summary_and_best_pt_say(runs, arm):
     run_dir = _run(runs, arm)
     summary = json.loads(RunFolder(run_dir).summary_json.read_text())
     stored = read_test_predictions(run_dir)
-    assert float((stored["pred"] == stored["target"]).mean()) == summary["test_top1"]
+    assert float(stored["correct"].mean()) == summary["test_top1"]
     m = evaluate_checkpoint(run_dir, device="cpu", with_predictions=True)
     assert m["top1"] == summary["test_top1"]
-    assert m["pred"].tolist() == stored["pred"].tolist() and m["target"].tolist() == stored["target"].tolist()
+    assert m["pred"].tolist() == stored["pred"].tolist()
+    assert (m["pred"] == m["target"]).numpy().tolist() == stored["correct"].tolist()
+    assert stored["labels_sha256"] == labels_digest(m["target"]) == labels_digest(_labels(run_dir))
     np.testing.assert_allclose(m["confidence"].numpy(), stored["confidence"], rtol=1e-6)
     if arm == "flip":  # TTA changes the predictions of this model, so the check above is about TTA's
         plain = evaluate_checkpoint(run_dir, device="cpu", with_predictions=True, tta=False)
@@ -117,7 +128,7 @@ def test_stored_predictions_are_what_summary_and_best_pt_say(runs, arm):
 # ---------------------------------------------------------------- records: the analysis without checkpoints
 @pytest.mark.parametrize("arm", list(ARMS))
 def test_a_record_s_report_shows_its_stored_predictions_and_agrees_with_the_run_s(runs, records, reports, arm):
-    want = _expected(read_test_predictions(_run(records, arm)))
+    want = _expected(read_test_predictions(_run(records, arm)), _labels(_run(records, arm)))
     rec, orig = _shown(reports["records"], arm), _shown(reports["runs"], arm)
     assert rec["confusion"] == want["confusion"] and rec["per_class"] == want["per_class"]
     assert rec["ece"] == f"{100 * want['ece']:.2f}"
@@ -139,7 +150,7 @@ def test_the_analysis_objects_hold_the_stored_numbers_exactly(records):
     assert sorted(a.label for a in comp.arms) == sorted(ARMS)
     for arm in comp.arms:
         ae = evaluate_arm(arm)
-        want = _expected(read_test_predictions(arm.representative.path))
+        want = _expected(read_test_predictions(arm.representative.path), _labels(arm.representative.path))
         assert ae.classes.stored and ae.classes.confusion.tolist() == want["confusion"]
         assert ae.classes.top1 == arm.representative.summary["test_top1"]
         assert ae.calibration.ece == pytest.approx(want["ece"], abs=1e-12)
@@ -162,7 +173,7 @@ def test_a_tta_arm_shows_the_plain_figure_only_with_its_checkpoint(runs, reports
 # ---------------------------------------------------------------- older runs and incomplete records
 def test_an_old_run_without_stored_predictions_falls_back_to_its_best_pt(runs, tmp_path):
     src = _run(runs, "plain")
-    want = _expected(read_test_predictions(src))
+    want = _expected(read_test_predictions(src), _labels(src))
     old = tmp_path / "old" / src.relative_to(runs)
     shutil.copytree(src, old)
     RunFolder(old).test_predictions.unlink()
@@ -193,10 +204,10 @@ def test_stored_predictions_without_confidences_give_no_calibration_and_say_why(
     rec = tmp_path / "rec"
     shutil.copytree(records, rec)
     run_dir = _run(rec, "plain")
-    stored = read_test_predictions(run_dir)
-    write_test_predictions(run_dir, stored["pred"], stored["target"])  # as a writer without confidences would
+    stored, target = read_test_predictions(run_dir), _labels(run_dir)
+    write_test_predictions(run_dir, stored["pred"], target)  # as a writer without confidences would
     shown = _shown(_report(rec, tmp_path / "r.html"), "plain")
-    assert shown["confusion"] == _expected(stored)["confusion"] and shown["ece"] is None
+    assert shown["confusion"] == _expected(stored, target)["confusion"] and shown["ece"] is None
     assert "Calibration cannot be computed from this record: its test_predictions.npz holds no confidences" in shown["block"]
 
 
@@ -207,26 +218,70 @@ def test_stored_predictions_of_another_dataset_are_refused_plainly(records, tmp_
     stored = read_test_predictions(run_dir)
     pred = stored["pred"].copy()
     pred[0] = 9  # a class this 4-class run does not have
-    write_test_predictions(run_dir, pred, stored["target"], stored["confidence"])
+    write_test_predictions(run_dir, pred, _labels(run_dir), stored["confidence"])
     html = _report(rec, tmp_path / "r.html")
     assert "Could not read the stored test predictions of <code>synthetic/plain/" in html
     assert "holds classes outside 0..3, but the run has 4 classes" in html
     assert "<div class='arm-analysis' data-arm='flip'>" in html  # the other arm is still analysed
 
 
-def test_without_the_dataset_stored_predictions_still_give_the_analysis_and_old_runs_say_why_not(runs, tmp_path,
-                                                                                                 monkeypatch):
+def test_stored_predictions_hold_no_labels_only_their_digest(records):
+    """A record is published, and the true labels are the dataset's: the file keeps a digest of them."""
+    for arm in ARMS:
+        with np.load(RunFolder(_run(records, arm)).test_predictions, allow_pickle=False) as z:
+            assert sorted(z.files) == ["confidence", "correct", "labels_sha256", "pred"]
+            assert z["correct"].dtype == bool and z["pred"].dtype == np.int64
+
+
+def test_an_old_file_with_labels_is_read_without_the_dataset(records, tmp_path, monkeypatch):
+    """Files written before 2026-12-03 held the labels ("target"): the analysis counts those, and needs no data."""
     import classbench.data
     from classbench.errors import DataError
+
+    rec = tmp_path / "rec"
+    shutil.copytree(records, rec)
+    run_dir = _run(rec, "plain")
+    stored, target = read_test_predictions(run_dir), _labels(run_dir)
+    np.savez_compressed(RunFolder(run_dir).test_predictions, pred=stored["pred"], target=target,
+                        confidence=stored["confidence"])
+    old = read_test_predictions(run_dir)
+    assert old["correct"].tolist() == stored["correct"].tolist() and old["labels_sha256"] == stored["labels_sha256"]
 
     def gone(cfg):
         raise DataError("the dataset is gone")
 
-    monkeypatch.setattr(classbench.data, "build_data", gone)
-    html = _report(runs, tmp_path / "runs.html")
-    for arm in ARMS:  # the stored predictions need no data
-        assert _shown(html, arm)["confusion"] == _expected(read_test_predictions(_run(runs, arm)))["confusion"]
-    assert "The plain (no-TTA) test top-1 could not be computed: DataError: the dataset is gone" in _shown(html, "flip")["block"]
+    monkeypatch.setattr(classbench.data, "load_raw", gone)
+    shown = _shown(_report(rec, tmp_path / "r.html"), "plain")
+    assert shown["confusion"] == _expected(stored, target)["confusion"]
+
+
+def test_without_the_dataset_the_per_class_counts_say_so_and_other_labels_are_refused(runs, records, tmp_path,
+                                                                                      monkeypatch):
+    import classbench.data
+    from classbench.errors import DataError
+
+    # Other labels than the run was scored on (here: a smaller test subset named in its config) are refused.
+    rec = tmp_path / "rec"
+    shutil.copytree(records, rec)
+    cfg_path = RunFolder(_run(rec, "plain")).config_yaml
+    cfg = yaml.safe_load(cfg_path.read_text())
+    stored_n = len(read_test_predictions(cfg_path.parent)["pred"])
+    cfg["data"]["test_size"] = stored_n // 2
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    html = _report(rec, tmp_path / "other.html")
+    assert "Could not read the stored test predictions of <code>synthetic/plain/" in html
+    assert "the test labels of synthetic here are not those synthetic/plain/" in html
+    assert f"({stored_n // 2} images here, {stored_n} stored; the digests differ)" in html
+    assert "<div class='arm-analysis' data-arm='flip'>" in html  # the other arm is still analysed
+
+    def gone(cfg):
+        raise DataError("the dataset is gone")
+
+    monkeypatch.setattr(classbench.data, "load_raw", gone)
+    html = _report(records, tmp_path / "records.html")
+    for arm in ARMS:
+        assert "Could not read the stored test predictions of <code>synthetic/" + arm in html
+    assert html.count("DataError: the dataset is gone") == len(ARMS)
 
     src = _run(runs, "plain")
     old = tmp_path / "old" / src.relative_to(runs)

@@ -7,6 +7,7 @@ import json
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from classbench import runfolder
@@ -39,6 +40,9 @@ def test_the_records_in_results_load_as_finished_runs_without_weights():
         assert run.summary and run.metrics and run.config, run.rel
         predictions = runfolder.read_test_predictions(run.path)
         assert predictions is not None and predictions["pred"].size > 0, run.rel
+        with np.load(run.folder.test_predictions, allow_pickle=False) as z:  # the dataset's labels are not published
+            assert "target" not in z.files, f"{run.rel}: its {runfolder.TEST_PREDICTIONS} holds the test labels"
+        assert float(predictions["correct"].mean()) == run.summary["test_top1"], run.rel
         assert runfolder.record_files(run.path) == sorted(p.relative_to(run.path) for p in run.path.rglob("*")
                                                           if p.is_file()), f"{run.rel} holds more than a record"
     size = sum(p.stat().st_size for p in RESULTS.rglob("*") if p.is_file())

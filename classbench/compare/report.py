@@ -129,6 +129,29 @@ def _class_eval(run: Run, m: dict) -> ClassEval:
                              source=Path(m["checkpoint"]), step=int(step) if isinstance(step, int) else None, notes=notes)
 
 
+def stored_targets(run: Run, stored: dict) -> np.ndarray:
+    """The true class of each image behind a run's stored test predictions.
+
+    The stored file holds only a digest of the labels (they are the dataset's, and records are published), so
+    they are read from the dataset that the run's config names, on this machine, and checked against the
+    digest.  Files from before 2026-12-03 hold the labels themselves.  Raises ClassbenchError (or the data
+    layer's DataError) when the dataset is not here or is not the one the run was scored on."""
+    from ..config import load_run_config
+    from ..data import test_labels
+    from ..runfolder import data_config_for_reader, labels_digest
+
+    if "target" in stored:
+        return np.asarray(stored["target"])
+    folder = RunFolder(run.path)
+    cfg = load_run_config(run.path, check=False)
+    labels = test_labels(data_config_for_reader(cfg.data, folder.config_yaml))
+    if len(labels) != len(stored["pred"]) or labels_digest(labels) != stored["labels_sha256"]:
+        raise ClassbenchError(f"the test labels of {plain_text(cfg.data.name)} here are not those {plain_text(run.rel)} was "
+                              f"scored on ({len(labels)} images here, {len(stored['pred'])} stored; the digests differ), so "
+                              "its per-class counts cannot be made; point $CLASSBENCH_DATA at the run's dataset.")
+    return labels
+
+
 def stored_class_eval(run: Run, stored: dict) -> ClassEval:
     """Count the trainer's stored test predictions (:func:`classbench.runfolder.read_test_predictions`) per class.
 
@@ -164,7 +187,7 @@ def stored_class_eval(run: Run, stored: dict) -> ClassEval:
         raise ClassbenchError(f"{plain_text(folder.summary_json)} has no valid num_classes ({plain_text(repr(n_cls))[:60]}), so its stored "
                               "test predictions cannot be counted per class.")
     step = summary.get("best_step")
-    return count_predictions(run, stored["pred"], stored["target"], n_cls, classes=classes, source=folder.test_predictions,
+    return count_predictions(run, stored["pred"], stored_targets(run, stored), n_cls, classes=classes, source=folder.test_predictions,
                              step=step if isinstance(step, int) and not isinstance(step, bool) else None, notes=notes,
                              stored=True)
 
@@ -484,21 +507,21 @@ def evaluate_arm(arm: Arm, *, device: str = "cpu", limit: int | None = None) -> 
     if source == STORED:
         stored = arm.predictions[str(run.path)]
         ev = stored_class_eval(run, stored)
-        pred, target, confidence = stored["pred"], stored["target"], stored.get("confidence")
+        correct, confidence = stored["correct"], stored.get("confidence")
         if confidence is None:
             notes.append(f"Calibration cannot be computed from this record: its {TEST_PREDICTIONS} holds no confidences "
                          f"(the predicted class's probability), and there is no {checkpoint_rel('best')} to evaluate.")
     elif source == CHECKPOINT:
         m = evaluate_checkpoint(run.path, split="test", kind="best", device=device, with_predictions=True, limit=limit)
         ev = _class_eval(run, m)
-        pred, target, confidence = m["pred"].numpy(), m["target"].numpy(), m["confidence"].numpy()
+        correct, confidence = m["pred"].numpy() == m["target"].numpy(), m["confidence"].numpy()
     else:
         raise ClassbenchError(f"{plain_text(run.rel)} has neither stored test predictions ({TEST_PREDICTIONS}) nor "
                               f"a {checkpoint_rel('best')}.")
     cal = None
     if confidence is not None:
         try:
-            cal = stats.calibration(confidence, np.asarray(pred) == np.asarray(target))
+            cal = stats.calibration(confidence, np.asarray(correct))
         except ValueError as e:  # a damaged stored file: the per-class counts above still stand
             notes.append(f"Calibration not computed from {plain_text(ev.source)}: {e}.")
     plain = None

@@ -167,3 +167,12 @@ def build_data(cfg) -> Data:
         warnings.warn(note, stacklevel=2)
     return Data(splits=splits, classes=list(classes), mean=mean, std=std, root=str(root) if root else None,
                 warnings=notes, class_counts=counts)
+
+
+def test_labels(cfg):
+    """The labels of the test split that :func:`build_data` gives for ``cfg``, in split order (int64 numpy).
+
+    For readers of a run's stored predictions, which hold only a digest of these labels
+    (``classbench.runfolder.labels_digest``): the per-class counts need the labels themselves."""
+    _, test, _, _ = load_raw(cfg)
+    return stratified_subset(test, cfg.test_size, cfg.split_seed, "test").labels.numpy().astype("int64")
