@@ -581,15 +581,11 @@ def labels_digest(labels) -> str:
     return hashlib.sha256(np.ascontiguousarray(np.asarray(labels).reshape(-1), dtype="<i8").tobytes()).hexdigest()
 
 
-def write_test_predictions(run_dir: str | Path, pred, target, confidence=None) -> Path:
-    """Store the test predictions atomically as plain arrays (.npz, read without pickle): ``pred`` (int64),
-    ``correct`` (bool), ``confidence`` (float32, when given) and ``labels_sha256`` (:func:`labels_digest`
-    of ``target``, which itself is not stored)."""
+def _test_predictions_bytes(pred, target, confidence=None) -> bytes:
+    """The .npz file of :func:`write_test_predictions`."""
     import io as _io
 
     import numpy as np
-
-    from .io import atomic_write_bytes
 
     pred, target = np.asarray(pred, dtype=np.int64).reshape(-1), np.asarray(target, dtype=np.int64).reshape(-1)
     if pred.size != target.size:
@@ -601,8 +597,17 @@ def write_test_predictions(run_dir: str | Path, pred, target, confidence=None) -
             raise ValueError(f"test predictions of unequal lengths: pred {pred.size}, confidence {arrays['confidence'].size}")
     buf = _io.BytesIO()
     np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def write_test_predictions(run_dir: str | Path, pred, target, confidence=None) -> Path:
+    """Store the test predictions atomically as plain arrays (.npz, read without pickle): ``pred`` (int64),
+    ``correct`` (bool), ``confidence`` (float32, when given) and ``labels_sha256`` (:func:`labels_digest`
+    of ``target``, which itself is not stored)."""
+    from .io import atomic_write_bytes
+
     path = RunFolder(run_dir).test_predictions
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, _test_predictions_bytes(pred, target, confidence))
     return path
 
 
@@ -684,11 +689,43 @@ def record_path(run_dir: str | Path, dest: str | Path) -> Path:
             / _path_part(run_dir.resolve().name, "folder name", run_dir))
 
 
-def _same_record(run_dir: Path, files: list[Path], record: Path) -> bool:
+def _recorded_bytes(run_dir: Path, rel: Path) -> bytes | None:
+    """What a record holds for ``rel`` when it is not a plain copy: the test predictions of a run from before
+    2026-12-03, rewritten without the dataset's labels (a record is published).  None: copy the file."""
+    if rel != Path(TEST_PREDICTIONS):
+        return None
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(run_dir / rel, allow_pickle=False) as z:
+            if "target" not in z.files:
+                return None
+        stored = read_test_predictions(run_dir)
+    except (OSError, ValueError, zipfile.BadZipFile, ClassbenchError):
+        return None  # a damaged file is copied as it is; readers say that it is damaged
+    return _test_predictions_bytes(stored["pred"], stored["target"], stored.get("confidence"))
+
+
+def _same_file(run_dir: Path, rel: Path, record: Path) -> bool:
     import filecmp
 
+    if _recorded_bytes(run_dir, rel) is None:
+        return filecmp.cmp(run_dir / rel, record / rel, shallow=False)
+    import numpy as np
+
+    try:  # a rewritten file: the same arrays (the zip's own timestamps differ)
+        mine, theirs = read_test_predictions(run_dir), read_test_predictions(record)
+    except ClassbenchError:
+        return False
+    keys = sorted(k for k in mine if k != "target")
+    return theirs is not None and sorted(theirs) == keys and all(np.array_equal(mine[k], theirs[k]) for k in keys)
+
+
+def _same_record(run_dir: Path, files: list[Path], record: Path) -> bool:
     have = sorted(p.relative_to(record) for p in record.rglob("*") if p.is_file() or p.is_symlink())
-    return have == files and all(filecmp.cmp(run_dir / f, record / f, shallow=False) for f in files)
+    return have == files and all(_same_file(run_dir, f, record) for f in files)
 
 
 def _fsync(path: Path) -> None:
@@ -707,7 +744,9 @@ def copy_record(run_dir: str | Path, dest: str | Path) -> tuple[Path, str]:
 
     Atomic: the files are copied (and fsync'd) into a hidden temporary folder beside the record, which is then
     renamed into place, so a record is complete or absent (readers skip hidden folders).  A record that exists
-    with other contents is never overwritten (ClassbenchError); neither is an unfinished run recorded."""
+    with other contents is never overwritten (ClassbenchError); neither is an unfinished run recorded.  The test
+    predictions of a run from before 2026-12-03 are rewritten without the dataset's labels (see
+    :func:`write_test_predictions`)."""
     import shutil
     import tempfile
 
@@ -732,7 +771,11 @@ def copy_record(run_dir: str | Path, dest: str | Path) -> tuple[Path, str]:
     try:
         for rel in files:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(run_dir / rel, tmp / rel)
+            rewritten = _recorded_bytes(run_dir, rel)
+            if rewritten is None:
+                shutil.copy2(run_dir / rel, tmp / rel)
+            else:
+                (tmp / rel).write_bytes(rewritten)
             _fsync(tmp / rel)
         os.chmod(tmp, 0o777 & ~io_umask())  # mkdtemp makes 0700; give the record the mode mkdir would
         os.rename(tmp, record)  # fails if a record appeared meanwhile (a non-empty folder is never replaced)

@@ -165,3 +165,26 @@ def test_a_destination_that_cannot_hold_records_is_one_line_per_run(runs_dir, tm
     assert main(["record", str(runfolder.discover(runs_dir)[0]), "--to", str(blocker / "results")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Cannot create the record") and "Not a directory" in err and "Traceback" not in err
+
+
+def test_an_older_run_s_test_labels_are_not_recorded(runs_dir, tmp_path, capsys):
+    """Runs from before 2026-12-03 stored the test labels ("target"); their record holds only the digest,
+    with the same predictions, and recording again finds it identical."""
+    import numpy as np
+
+    run = _copy(runfolder.discover(runs_dir)[0], tmp_path / "runs")
+    stored = runfolder.read_test_predictions(run)
+    labels = np.where(stored["correct"], stored["pred"], (stored["pred"] + 1) % 4)  # labels that fit `correct`
+    np.savez_compressed(RunFolder(run).test_predictions, pred=stored["pred"], target=labels,
+                        confidence=stored["confidence"])
+    dest = tmp_path / "results"
+    assert main(["record", str(tmp_path / "runs"), "--to", str(dest)]) == 0
+    (record,) = runfolder.discover(dest)
+    with np.load(RunFolder(record).test_predictions, allow_pickle=False) as z:
+        assert sorted(z.files) == ["confidence", "correct", "labels_sha256", "pred"]
+        assert z["pred"].tolist() == stored["pred"].tolist() and z["correct"].tolist() == stored["correct"].tolist()
+        assert str(z["labels_sha256"]) == runfolder.labels_digest(labels)
+    capsys.readouterr()
+    assert main(["record", str(tmp_path / "runs"), "--to", str(dest)]) == 0
+    assert f"already recorded: {record} (identical)" in capsys.readouterr().out
+    assert runfolder.discover(dest) == [record]
