@@ -250,6 +250,7 @@ def environment(device) -> dict:
     import torch
 
     from . import __version__
+    from .host import cpu_summary
 
     commit = _git("rev-parse", "HEAD")
     dirty = _git("status", "--porcelain", "--untracked-files=no")
@@ -261,6 +262,7 @@ def environment(device) -> dict:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        "cpu": cpu_summary(),  # the speed of a run depends on it several-fold (AVX2 / AVX-512 BF16 / AMX)
         "host": socket.gethostname(),
         "argv": sys.argv,
         "started": now(),

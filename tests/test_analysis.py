@@ -168,6 +168,7 @@ def test_summary_honest_selection(runs_dir):
     assert live["status"] == "running" and rows["toy-half"]["status"] == "crashed"
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_summary_formats_label_both_selections(runs_dir, capsys):
     assert main(["summary", str(runs_dir), "--format", "markdown"]) == 0
@@ -222,6 +223,7 @@ def test_summary_write_file(runs_dir, tmp_path):
 
 
 # ---------------------------------------------------------------- plots
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_plots_are_pngs_of_the_expected_size(runs_dir, tmp_path, monkeypatch):
     from PIL import Image
 
@@ -245,6 +247,7 @@ def test_plots_are_pngs_of_the_expected_size(runs_dir, tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["top1.png"]
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_plot_defaults_and_bad_smoothing(runs_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings():
@@ -290,6 +293,7 @@ def test_report_holds_every_run(runs_dir, tmp_path):
     assert "crashed" in html and "running" in html
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_report_notes_missing_data(runs_dir, tmp_path, monkeypatch):
     import classbench.data
     from classbench.errors import DataError

@@ -16,6 +16,7 @@ from classbench.cli import main
 from conftest import REPO
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_bench_command_reports_each_mode(capsys):
     rc = main(["bench", "toy_dilated", "--batch-size", "4", "--steps", "1", "--warmup", "0", "--threads", "1",
                "--format", "json", "--matmul-peak", "--matmul-size", "64"])
@@ -81,6 +82,7 @@ def test_reference_loop_children_get_every_shared_option():
                                                 "--data": "real", "--workers": "0", "--threads": "1"}
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_bench_model_arg_builds_the_configured_model(capsys):
     """`--model-arg stem=imagenet` benches seed 002's ImageNet-stem ResNet-18: the FLOPs are its own (about
     1/16 of the CIFAR stem's), and the options are typed as config overrides are."""

@@ -142,6 +142,7 @@ def test_compare_json_interface(three_arms, capsys):
     assert narrow["ci95"][0] < narrow["diff"] < narrow["ci95"][1]
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_compare_text_and_markdown(three_arms, capsys):
     rc, out, _ = cli(capsys, "compare", str(three_arms))
     assert rc == 0 and "wide beats narrow" in out and "81.60 ± 0.40" in out  # mean of A as a percentage
@@ -149,6 +150,7 @@ def test_compare_text_and_markdown(three_arms, capsys):
     assert rc == 0 and md.startswith("**Verdict**") and "| wide | 3 |" in md
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 @pytest.mark.parametrize("command,fmt,what", [("compare", "markdown", "2 comparisons"), ("compare", "json", "2 comparisons"),
                                              ("summary", "csv", "3 arms"), ("summary", "markdown", "3 arms")])
 def test_output_file_holds_what_stdout_shows(three_arms, tmp_path, capsys, command, fmt, what):
@@ -165,6 +167,7 @@ def test_output_file_holds_what_stdout_shows(three_arms, tmp_path, capsys, comma
     assert rc == 2 and stdout == "" and "Cannot write" in err and not (tmp_path / "no").exists()
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_baseline_orients_the_difference(three_arms, capsys):
     comp = build_comparison(load(three_arms), baseline="narrow")
     assert comp.reference.label == "narrow" and all(v.b.label == "narrow" for v in comp.verdicts)
@@ -313,6 +316,7 @@ def _summaries(runs: Path) -> dict[str, list[dict]]:
     return out
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_trainer_stores_test_predictions(trained):
     from classbench.config import load_run_config
     from classbench.data import test_labels
@@ -444,6 +448,7 @@ def test_help_renders(argv, capsys):
     assert e.value.code == 0 and "usage:" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_the_sweep_ends_with_the_summary_command_s_table(trained, capsys):
     """`classbench sweep` closes with what `classbench summary` prints: arms once seeds make arms."""
     from classbench.drivers.sweep import summary_tables

@@ -89,6 +89,7 @@ def test_train_errors_exit_cleanly_without_traceback(override, needle):
     value=st.one_of(st.integers(-10**9, 10**9), st.floats(allow_nan=False, allow_infinity=False, width=32),
                     st.booleans(), st.lists(st.integers(0, 100), max_size=4)),
 )
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_override_parser_roundtrips_values(key, value):
     import json
 
@@ -108,6 +109,7 @@ def test_override_parser_never_crashes(text):
         pass
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 @settings(max_examples=100, deadline=None)
 @given(st.text(max_size=30))
 def test_load_config_with_junk_overrides_only_raises_config_errors(text):

@@ -161,6 +161,7 @@ SEED002_OTHERS = {  # the same recipe, normaliser and 1000-way head on other mod
 }
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 @pytest.mark.parametrize("ds", DATASETS)
 def test_adam_family_variants_change_only_what_their_name_says(ds):
     base = _load(ds, "resnet18-imagenet-stem")
@@ -223,6 +224,7 @@ def test_compact_vit_recipe(ds):
         assert list(c.data.crop_ratio) == pytest.approx([3 / 4, 4 / 3])
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_sgd_step_schedule_matches_the_source_lambda():
     """After the warmup, the lr of every epoch is the source's LambdaLR: 0.1 ** ((e + 1 - 10) // 60)."""
     from classbench.train.optim import Schedule

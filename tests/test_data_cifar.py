@@ -241,6 +241,7 @@ def test_archive_wrong_md5_says_delete(tmp_path):
 # --------------------------------------------------------------------------- real data
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 @pytest.mark.skipif(not (REAL_CIFAR10 / "cifar-10-batches-py").is_dir(), reason="shared CIFAR-10 pickles absent")
 def test_real_cifar10_pickles():
     train, test, classes = load_cifar("cifar10", REAL_CIFAR10, download=False)

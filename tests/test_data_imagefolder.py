@@ -91,6 +91,7 @@ def test_limit_per_class(tmp_path):
     assert np.array_equal(train.images[2].numpy(), want["train"][0][5])
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 @pytest.mark.skipif(not REAL_JPEG.is_dir(), reason="shared cifar10-jpeg folder absent")
 def test_real_cifar10_jpeg_subset():
     train, test, classes = load_imagefolder(REAL_JPEG, limit_per_class=20)

@@ -78,6 +78,7 @@ def _reference(run_dir: Path, x: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- predict
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_predict_names_training_images(overfit, train_images, capsys):
     from classbench.inference.predict import load_predictor, predict_files
 
@@ -165,6 +166,7 @@ def test_torchscript_export_loads_and_matches(overfit, tmp_path):
         torch.testing.assert_close(loaded(x), _reference(run_dir, x), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_export_user_errors(overfit, tmp_path, monkeypatch, capsys):
     run_dir, _ = overfit
     assert main(["export", str(run_dir), "--format", "onnx", "-o", str(tmp_path / "no" / "dir" / "m.onnx")]) == 2

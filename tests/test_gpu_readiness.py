@@ -323,6 +323,7 @@ def test_bench_compiles_each_model_afresh(cheap_compile):
         assert r["compile_fallback"] is False and r["compile_graphs"] > 0, width
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_bench_reports_a_fallback_to_eager_as_such(cheap_compile, monkeypatch):
     from classbench.drivers.bench import format_bench
     from classbench.train.speed import time_steps

@@ -1,6 +1,6 @@
 """The package's layers, as docs/design.md draws them, enforced on every import (module- and function-level).
 
-    foundation (errors, io, config, runfolder) < data, layers, models < train < compare, inference
+    foundation (errors, io, host, config, runfolder) < data, layers, models < train < compare, inference
     < drivers, commands, cli, api (the public functions that the package top re-exports lazily)
 
 A module may import its own layer and the ones below it; compare and inference may import each other.
@@ -20,7 +20,7 @@ import classbench
 PACKAGE = Path(classbench.__file__).resolve().parent
 
 LAYERS = [
-    {"errors", "io", "config", "runfolder", "__init__"},
+    {"errors", "io", "host", "config", "runfolder", "__init__"},
     {"data", "layers", "models"},
     {"train"},
     {"compare", "inference"},

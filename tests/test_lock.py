@@ -156,6 +156,7 @@ def test_a_failed_or_refused_resume_frees_the_lock(tiny_cfg):
     runfolder.lock_writer(run_dir).release()  # nobody holds it any more
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_readers_never_wait_for_the_writer(tiny_cfg, capsys):
     """summary/plot/report/eval while a writer holds the lock (in a thread, so the lock is really held)."""
     from classbench.cli import main

@@ -58,6 +58,7 @@ def test_resume_with_a_new_budget_asks_before_changing_the_schedule(onecycle_run
     assert records() == before  # nothing trained or written
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_resume_continue_keeps_the_old_plan_and_replan_stretches_it(onecycle_run, tmp_path, capsys):
     from classbench.config import load_config
     from classbench.train.optim import Schedule

@@ -35,6 +35,7 @@ def test_x_axis_unit(x, max_x, expected):
     assert plots._x_axis(x, max_x) == expected
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_run_and_arm_figures_label_time_in_the_same_unit(arms_over_20_minutes, monkeypatch):
     """Runs whose last evaluation is at 20 minutes: both figures show minutes, labelled the same way."""
     seen = []

@@ -215,6 +215,7 @@ def test_lr_schedule_is_exponential_and_checked():
         lr_schedule(1.0, 0.1, 10)
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_lr_find_command_prints_a_suggestion_and_writes_a_png(tmp_path, capsys):
     out = tmp_path / "curve.png"
     rc = cli_main(["lr-find", str(REPO / "configs/cifar10/resnet20.yaml"), *TINY, "train.mixup=0.2",
@@ -294,6 +295,7 @@ TOY_WIDE_HEAD = "model.args.head_classes=7"  # more logits than classes: the sof
                   "model.args.image_size=16", "model.args.drop_path=0.2", "train.accumulate=4", "eval.tta=true"],
                  marks=pytest.mark.slow),  # a transformer: seconds; the toy case keeps every option in the quick loop
 ], ids=["toy-all-options", "vit-drop-path-autoaugment"])
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_resume_with_every_recipe_option_is_exact(tiny_cfg, extra):
     reference = train(tiny_cfg(*extra))
     trainer = Trainer(tiny_cfg(*extra))

@@ -178,6 +178,7 @@ LAST_KEYS = {"format_version", "kind", "model_name", "model_args", "num_classes"
              "step", "metrics", "config", "optimizer", "scheduler", "scaler", "rng", "loader", "trainer"}
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_last_checkpoint_holds_every_state(tiny_cfg):
     import random as pyrandom
 
@@ -217,6 +218,7 @@ VIT_DROPOUT = "model.args={image_size: 16, patch: 4, dim: 16, depth: 1, heads: 2
     ("dropout_mid_epoch", ["model.name=vit", "model.args={}", VIT_DROPOUT, "train.batch_size=16", "data.synthetic_size=128",
                            "data.val_size=32", "data.normalize=true"]),
 ])
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_resume_is_exact_at_boundaries_and_with_global_rng(tiny_cfg, case, extra):
     from classbench.errors import TrainingInterrupted
 
@@ -323,6 +325,7 @@ def test_nonfinite_stop_keeps_good_checkpoints_byte_identical(tiny_cfg, monkeypa
     count("nonfinite_cases")
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_nonfinite_skip_skips_then_stops_after_the_limit(tiny_cfg):
     # A few bad steps: skipped, and training finishes.
     trainer = Trainer(tiny_cfg("train.on_nonfinite=skip", "train.max_nonfinite_skips=5", "train.steps=12"))
@@ -536,6 +539,7 @@ def test_bad_configs_through_real_processes(cfgdir):
 
 
 # ============================================================================ 7. bad checkpoints
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_every_torch_load_in_the_package_is_weights_only():
     """Static proof: each torch.load call in classbench/ passes weights_only=True; no raw pickle or jit loads."""
     torch_loads, unsafe = [], []

@@ -22,6 +22,10 @@ from classbench.cli import main
 from classbench.runfolder import RunFolder, discover, labels_digest, read_test_predictions, write_test_predictions
 from support.configs import tiny_config
 
+# Every test here renders a report (PNG figures, 1-6 s each on 2 quiet cores, 2026-12-02), so the module is
+# slow; the quick loop keeps the report's cheaper checks (tests/test_analysis.py, tests/test_evaluation.py).
+pytestmark = pytest.mark.slow
+
 ARMS = {"plain": [], "flip": ["eval.tta=true", "data.normalize=true"]}
 BINS = 15
 

@@ -92,6 +92,7 @@ def _printed(argv: list[str], capsys) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_rebuild_fills_stale_blocks_check_names_them_and_prose_is_kept(records, tmp_path, capsys):
     compare = "classbench compare results/toys --format markdown"
     summary = "classbench summary results/toys --by run --format markdown"
@@ -115,6 +116,7 @@ def test_rebuild_fills_stale_blocks_check_names_them_and_prose_is_kept(records, 
     assert rebuild([doc], tmp_path, log=log.append) == [] and doc.read_text() == text  # idempotent
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_a_changed_record_makes_its_block_stale(records, tmp_path):
     command = "classbench summary results/toys --by run --format markdown"
     doc = _doc(tmp_path, f"<!-- generated: {command} -->\n<!-- end generated -->")
@@ -129,6 +131,7 @@ def test_a_changed_record_makes_its_block_stale(records, tmp_path):
     assert "+" in log[0] and "12.34%" in log[0]
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_a_files_block_runs_on_rebuild_and_is_not_compared_by_check(records, tmp_path):
     command = "classbench plot results/toys --out figs"
     doc = _doc(tmp_path, f"<!-- generated-files: {command} -->")

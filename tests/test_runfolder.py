@@ -158,3 +158,21 @@ def test_a_training_child_announces_its_run_folder_through_the_channel(tiny_cfg,
     resume(run_dir, ["train.steps=3"])  # a resumed run announces the folder it continues
     assert runfolder.read_announced_run_dir(channel) == run_dir.resolve()
     assert runfolder.read_announced_run_dir(tmp_path / "never-written") is None
+
+
+def test_env_json_records_the_cpu_model_and_its_speed_flags():
+    """Every figure needs its CPU: env.json carries /proc/cpuinfo's model name and the flags that decide speed."""
+    import re
+
+    import torch
+
+    from classbench.host import SPEED_FLAGS
+
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    first = text.split("\n\n")[0]
+    model = re.search(r"^model name\s*:\s*(.*)$", first, re.M)
+    flags = re.search(r"^flags\s*:\s*(.*)$", first, re.M)
+    cpu = runfolder.environment(torch.device("cpu"))["cpu"]
+    assert cpu["model"] == (model.group(1).strip() if model else None)
+    have = set(flags.group(1).split()) if flags else set()
+    assert cpu["flags"] == [f for f in SPEED_FLAGS if f in have]

@@ -189,6 +189,7 @@ def test_config_hash_ignores_where_and_how_a_run_is_shown(tmp_path):
     assert run_config_hash(tmp_path) == config_hash(a)  # what a rerun compares with
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_jobs_divide_threads_on_cpu_and_gpu_alike_and_assign_gpus_round_robin(tmp_path, monkeypatch):
     """#14 item 13: two GPU runs on an 8-core machine get 4 threads each, not 8 each."""
     launched = []
@@ -222,6 +223,7 @@ def test_jobs_divide_threads_on_cpu_and_gpu_alike_and_assign_gpus_round_robin(tm
     assert jobs[0].extra == []
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_a_rerun_skips_what_finished_and_force_starts_it_again(tmp_path, monkeypatch):
     """The quick check of the skip/force logic beside the slow tests above: the children are stand-ins that
     write a finished run folder of the config they were given, through the run-folder channel."""

@@ -84,6 +84,7 @@ def test_resume_from_mid_epoch_is_exact(tiny_cfg, extra):
         assert a[key] == b[key], key
 
 
+@pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_cli_train_writes_run_and_prints_summary(tmp_path, capsys):
     from classbench.cli import main
 

@@ -216,11 +216,13 @@ def environment_line(device: torch.device, threads: int) -> dict[str, Any]:
     import os
     import platform
 
+    from ..host import cpu_model
+
     ctx: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "threads": threads}
     if device.type == "cuda":
         ctx["gpu"] = torch.cuda.get_device_name(device)
     else:
-        ctx["cpu"] = _cpu_name() or platform.processor() or "unknown"
+        ctx["cpu"] = cpu_model() or platform.processor() or "unknown"
     try:
         ctx["loadavg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
@@ -228,12 +230,4 @@ def environment_line(device: torch.device, threads: int) -> dict[str, Any]:
     return ctx
 
 
-def _cpu_name() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
+

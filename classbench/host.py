@@ -1,0 +1,46 @@
+"""The CPU this process runs on, from /proc/cpuinfo: its model and the SIMD flags that decide speed.
+
+Figures differ several-fold between the machines classbench runs on (AVX2 only; AVX-512 BF16; AMX), so
+every run records them (env.json), ``train.precision=auto`` reads the bf16 flags, and ``classbench bench``
+prints the model.  Empty where /proc/cpuinfo is missing (not Linux)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+#: The flags that change what classbench measures: vector width, fused multiply-add, bf16/fp16 units.
+SPEED_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni",
+               "amx_bf16", "amx_fp16", "amx_int8", "amx_tile")
+
+
+@lru_cache(maxsize=None)
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's ``key: value`` lines."""
+    out: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break  # end of the first processor
+                key, _, value = line.partition(":")
+                out[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return out
+
+
+def cpu_model() -> str | None:
+    """e.g. "AMD EPYC 7B13", or None."""
+    return _cpuinfo().get("model name") or None
+
+
+def cpu_flags() -> frozenset[str]:
+    return frozenset(_cpuinfo().get("flags", "").split())
+
+
+def cpu_summary() -> dict:
+    """What env.json records: model name, family/model numbers and the speed-relevant flags present."""
+    info = _cpuinfo()
+    flags = cpu_flags()
+    return {"model": cpu_model(), "family": info.get("cpu family"), "model_number": info.get("model"),
+            "flags": [f for f in SPEED_FLAGS if f in flags]}
