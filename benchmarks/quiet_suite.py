@@ -530,9 +530,9 @@ def cost_child(argv: list[str]) -> None:
     import torch
 
     from classbench.config import load_config
+    from classbench.drivers.bench import setup_process
     from classbench.models import create_model
     from classbench.models.registry import uses_channels_last
-    from classbench.train.precision import keep_freed_memory, resolve_precision, setup_threads
     from classbench.train.speed import time_steps
 
     ap = argparse.ArgumentParser()
@@ -541,9 +541,7 @@ def cost_child(argv: list[str]) -> None:
     ap.add_argument("--steps", type=int, required=True)
     ap.add_argument("--warmup", type=int, required=True)
     a = ap.parse_args(argv)
-    threads = setup_threads(0)  # as the trainer and `classbench bench` set the process up
-    keep_freed_memory()
-    precision = resolve_precision("auto", torch.device("cpu"))
+    _, precision, threads = setup_process("cpu")  # as the trainer and `classbench bench` set the process up
     rows = []
     for path in a.configs:
         cfg = load_config(path)

@@ -22,10 +22,14 @@ import yaml
 from classbench.cli import main
 from classbench.compare import stats
 from classbench.compare.comparison import build_comparison
+from classbench.compare.published import load_published
 from classbench.compare.runs import load_runs
 from classbench.config import load_config
 from classbench.io import append_jsonl, atomic_write_json, atomic_write_text
 from classbench.runfolder import write_test_predictions
+
+from support.cli import assert_one_clean_error
+from support.configs import REPO
 
 BASE = ["data.name=synthetic", "data.num_classes=4", "data.synthetic_size=256", "data.image_size=16",
         "data.val_size=64", "model.name=toy_dilated", "train.steps=10"]
@@ -42,7 +46,8 @@ def _config(name: str, overrides: tuple[str, ...]) -> dict:
 
 
 def fake_run(runs: Path, name: str, seed: int, test_top1: float, *overrides: str, status: str = "finished",
-             val_top1: float | None = None, correct: np.ndarray | None = None, val_curve=(), stamp: str | None = None) -> Path:
+             val_top1: float | None = None, correct: np.ndarray | None = None, val_curve=(), stamp: str | None = None,
+             selection: str = "val") -> Path:
     """A run folder as the trainer leaves it, with the given scores (no training)."""
     cfg = _config(name, overrides)
     cfg["train"]["seed"] = seed
@@ -58,7 +63,7 @@ def fake_run(runs: Path, name: str, seed: int, test_top1: float, *overrides: str
     if status == "finished":
         atomic_write_json(path / "summary.json", {
             "name": name, "model": cfg["model"]["name"], "dataset": cfg["data"]["name"], "status": "finished",
-            "selection_split": "val", "best_val_top1": val_top1 if val_top1 is not None else test_top1 + 0.01,
+            "selection_split": selection, "best_val_top1": val_top1 if val_top1 is not None else test_top1 + 0.01,
             "test_top1": test_top1, "params": 1000, "flops": 5000, "train_img_per_s": 100.0 + seed,
             "wall_time_s": 10.0 + seed,
         })
@@ -462,3 +467,103 @@ def test_the_sweep_ends_with_the_summary_command_s_table(trained, capsys):
 
     text, what = summary_text(one_each)
     assert what == f"{len(one_each)} runs" and "| run |" in text
+
+
+# ---------------------------------------------------------------- published figures beside the arms
+def _published_file(tmp_path: Path, figures: dict[str, float], **source) -> Path:
+    """A published-figures file whose configs are synthetic recipes named after their files."""
+    folder = tmp_path / "published"
+    folder.mkdir(exist_ok=True)
+    for name in figures:
+        (folder / name).write_text(yaml.safe_dump({"data": {"name": "synthetic"}, "train": {"steps": 10}}))
+    entry = {"source": "paper A", "cite": "A et al., Table 1", "budget": "90 epochs", "selection": "last epoch",
+             "figures": figures, **source}
+    path = folder / "published.yaml"
+    path.write_text(yaml.safe_dump([entry], sort_keys=False))
+    return path
+
+
+def test_published_figures_sit_beside_the_arms_that_ran_their_config(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    scores = [0.50, 0.52, 0.57]
+    for seed, top1 in enumerate(scores):
+        fake_run(runs, "alpha", seed, top1)
+    fake_run(runs, "alpha", 0, 0.40, "train.steps=20", stamp="short")  # another budget: an arm of its own
+    fake_run(runs, "gamma", 0, 0.90)  # a run that no figure names
+    published = _published_file(tmp_path, {"alpha.yaml": 60.0, "beta.yaml": 45.5})
+    code, out, err = cli(capsys, "summary", str(runs), "--published", str(published), "--format", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [(r["config"], r["arm"]) for r in rows] == [("alpha", "alpha train.steps=10"), ("alpha", "alpha train.steps=20"),
+                                                     ("beta", None)]  # best arm first
+    three, one, missing = rows
+    d = stats.describe(scores)
+    assert three["n"] == 3 and three["mean"] == pytest.approx(d.mean) and three["ci95"] == pytest.approx(list(d.ci95))
+    assert three["difference"] == pytest.approx(d.mean - 0.60) and three["published"] == pytest.approx(0.60)
+    assert one["n"] == 1 and one["ci95"] is None and one["difference"] == pytest.approx(0.40 - 0.60)
+    assert missing["published"] == pytest.approx(0.455)
+
+    code, out, err = cli(capsys, "summary", str(runs), "--published", str(published), "--format", "markdown")
+    assert code == 0, err
+    table = {ln.split(" | ")[0].lstrip("| "): ln for ln in out.splitlines() if ln.startswith("| ") and "---" not in ln}
+    beta = table["beta"].split(" | ")
+    assert beta[2:6] == ["45.50", "no data here", "–", "0"]
+    alpha = [ln.split(" | ") for ln in out.splitlines() if ln.startswith("| alpha |")]
+    assert alpha[0][3] == f"{100 * d.mean:.2f} ± {100 * d.std:.2f}" and alpha[0][-1].rstrip(" |") == f"{100 * (d.mean - 0.6):+.2f}"
+    assert "test of the best-val checkpoint" in alpha[0][6]
+    assert "- paper A: A et al., Table 1. 90 epochs; last epoch." in out  # the source's budget and selection, once
+    assert "gamma" not in out
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"budget": None}, "needs exactly the keys"),
+    ({"figures": {"alpha.yaml": 150}}, "is not a top-1 percentage"),
+    ({"figures": {"alpha.yaml": "high"}}, "is not a top-1 percentage"),
+    ({"figures": {"missing.yaml": 50}}, "missing.yaml"),
+    ({"figures": {}}, "figures must map config files"),
+])
+def test_a_bad_published_file_is_one_clean_error(tmp_path, capsys, change, needle):
+    runs = tmp_path / "runs"
+    fake_run(runs, "alpha", 0, 0.5)
+    published = _published_file(tmp_path, {"alpha.yaml": 60.0})
+    entry = yaml.safe_load(published.read_text())[0]
+    for key, value in change.items():
+        if value is None:
+            del entry[key]
+        else:
+            entry[key] = value
+    published.write_text(yaml.safe_dump([entry]))
+    code, _, err = cli(capsys, "summary", str(runs), "--published", str(published))
+    assert_one_clean_error(code, err, needle)
+    code, _, err = cli(capsys, "summary", str(runs), "--published", str(_published_file(tmp_path, {"alpha.yaml": 60.0})),
+                       "--format", "csv")
+    assert_one_clean_error(code, err, "markdown or json")
+
+
+def test_the_committed_published_figures_name_configs_that_load():
+    figures = load_published(REPO / "configs" / "published.yaml")
+    assert {f.dataset for f in figures} == {"cifar10", "cifar100"}
+    assert all(0 < f.top1 < 1 for f in figures)
+    assert len({(f.source, f.config) for f in figures}) == len(figures)
+
+
+def test_arms_chosen_on_test_are_not_called_val_chosen(tmp_path, capsys):
+    """A recipe without a val split (seed 002's) chooses best.pt on test: every rendering says so."""
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        fake_run(runs, "plain", seed, 0.60 + seed / 100, "data.val_size=0", "eval.splits=[test]", selection="test")
+        fake_run(runs, "mixed", seed, 0.65 + seed / 100, "data.val_size=0", "eval.splits=[test]", selection="test")
+    comp = build_comparison(load(runs))
+    assert comp.selections == {"test"} and "test-chosen" in comp.scored_as and "optimistic" in comp.scored_as
+    for argv in (["compare", str(runs)], ["compare", str(runs), "--format", "markdown"], ["summary", str(runs)]):
+        code, out, err = cli(capsys, *argv)
+        assert code == 0, err
+        assert "val-chosen" not in out and "chosen on val" not in out and "test-chosen checkpoint" in out, argv
+    code, out, _ = cli(capsys, "summary", str(runs), "--by", "arm", "--format", "json")
+    assert {tuple(a["selection"]) for a in json.loads(out)} == {("test",)}
+    # one arm chosen on val beside them: the words name both selections
+    for seed in (0, 1):
+        fake_run(runs, "held-out", seed, 0.55 + seed / 100, stamp=f"v{seed}")
+    assert build_comparison(load(runs)).selections == {"test", "val"}
+    code, out, _ = cli(capsys, "summary", str(runs))
+    assert "chosen on val, or on test (optimistic)" in out

@@ -206,6 +206,8 @@ def image_folder(tmp_path_factory, onecycle_run):
 def test_predict_takes_a_folder_and_writes_csv(onecycle_run, image_folder, tmp_path, capsys):
     out = tmp_path / "pred.csv"
     assert main(["predict", str(onecycle_run), str(image_folder), "--topk", "2", "--format", "csv", "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"wrote {out} (5 image(s))" in captured.err  # the file, not stdout, holds the rows
     rows = list(csv.DictReader(out.open()))
     assert [r["rank"] for r in rows[:2]] == ["1", "2"] and list(rows[0]) == ["path", "rank", "class", "probability"]
     paths = sorted({r["path"] for r in rows})

@@ -45,7 +45,7 @@ def render(comp, fmt: str) -> str:
             out.append("\n".join(f"> {t}" for t in tail) + "\n")
         return "\n".join(out)
     ref = comp.reference.label
-    out = [f"Against {'the baseline' if comp.baseline else 'the best arm'} {ref} (test top-1 of the val-chosen checkpoint):"]
+    out = [f"Against {'the baseline' if comp.baseline else 'the best arm'} {ref} ({comp.scored_as}):"]
     out += [f"  * {v.sentence}" for v in comp.verdicts]
     cols = arm_columns(comp.target)
     out += ["", _text_table(cols, [[arm_cells(a, comp.target)[c] for c in cols] for a in comp.arms]).rstrip("\n")]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from ..runfolder import checkpoint_rel
 
@@ -38,10 +37,7 @@ def run(args: argparse.Namespace) -> int:
         text = predictions_csv(results)
     else:
         text = format_predictions(results)
-    if args.output:
-        from ..io import atomic_write_text
+    from ..io import write_output
 
-        atomic_write_text(args.output, text)
-    else:
-        sys.stdout.write(text)
+    write_output(args.output, text, f"{len(results)} image(s)")
     return 0

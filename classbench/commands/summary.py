@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: arm when any arm has two or more runs)")
     parser.add_argument("--target", type=float, metavar="TOP1",
                         help="--by arm: also the time to reach this val top-1 (a fraction, e.g. 0.9)")
+    parser.add_argument("--published", metavar="FILE",
+                        help="instead: each published figure in FILE (e.g. configs/published.yaml) beside the arms "
+                             "that ran its config (mean, CI, seeds, budget); markdown or json")
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
 
 
@@ -43,7 +46,19 @@ def run(args: argparse.Namespace) -> int:
     from ..compare.summary import summary_text
     from ..io import write_output
 
+    if args.published:
+        from ..compare.published import check_format, load_published, published_rows, render_published
+
+        check_format(args.format)  # a bad format or file fails before the runs are read
+        figures = load_published(args.published)
     runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)
+    if args.published:
+        from ..compare.comparison import build_arms
+
+        arms, _ = build_arms(runs)
+        rows = published_rows(figures, arms)
+        write_output(args.output, render_published(rows, args.format), f"{len(rows)} published figure rows")
+        return 0
     text, what = summary_text(runs, by=args.by, fmt=args.format, split=args.split, metric=args.metric,
                               sort=args.sort, target=args.target)
     write_output(args.output, text, what)

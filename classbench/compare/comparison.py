@@ -113,6 +113,11 @@ class Arm:
         return bool(self.config_flat.get("eval.tta"))
 
     @property
+    def selections(self) -> set[str]:
+        """The splits its runs chose best.pt on: val, or test for a recipe without a val split."""
+        return {selection_of(r) for r in self.runs}
+
+    @property
     def representative(self) -> Run:
         """The median seed (the lower of the two middle ones): typical, not the luckiest."""
         ranked = sorted(self.runs, key=lambda r: (float(r.summary["test_top1"]), r.rel))
@@ -138,7 +143,8 @@ class Arm:
             "time_to_target": None if self.time_to_target is None else {
                 "target": self.time_to_target.target, "mean_s": self.time_to_target.mean_s,
                 "reached": self.time_to_target.reached, "n": self.time_to_target.n},
-            "tta": self.tta, "test_count": self.test_count(), "key": self.key, "notes": list(self.notes),
+            "tta": self.tta, "test_count": self.test_count(), "selection": sorted(self.selections), "key": self.key,
+            "notes": list(self.notes),
         }
 
 
@@ -227,6 +233,21 @@ class Comparison:
         """The verdict sentences, the most decisive first: what heads summary, compare and report."""
         return [v.sentence for v in self.verdicts]
 
+    @property
+    def selections(self) -> set[str]:
+        return set().union(*(a.selections for a in self.arms))
+
+    @property
+    def scored_as(self) -> str:
+        """What the test figures are, in words: the honest val-chosen checkpoint unless an arm has no val split."""
+        kinds = self.selections
+        if kinds <= {"val"}:
+            return "test top-1 of the val-chosen checkpoint"
+        if kinds == {"test"}:
+            return "test top-1 of the test-chosen checkpoint: no val split, as the recipes' source does; optimistic"
+        return ("test top-1 of each run's best.pt, chosen on val, or on test (optimistic) where the recipe has "
+                "no val split")
+
     def arms_json(self) -> list[dict[str, Any]]:
         return [a.to_json() for a in self.arms]
 
@@ -284,6 +305,11 @@ def _exclusion(run: Run) -> str | None:
     if not run.config:
         return f"{runfolder.CONFIG} is missing or unreadable, so its arm is unknown"
     return None
+
+
+def selection_of(run: Run) -> str:
+    """The split a finished run chose best.pt on (summary.json's selection_split; older runs: val)."""
+    return str((run.summary or {}).get("selection_split") or "val")
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -571,6 +597,6 @@ def verdict_markdown(comp: Comparison) -> str:
         return ""
     ref = comp.reference.label if comp.reference else "–"
     how = f"against the baseline {ref}" if comp.baseline else f"against the best arm, {ref}"
-    out = [f"**Verdict** ({how}; test top-1 of the val-chosen checkpoint):", ""]
+    out = [f"**Verdict** ({how}; {comp.scored_as}):", ""]
     out += [f"- {v.sentence}" for v in comp.verdicts]
     return "\n".join(out) + "\n"

@@ -435,8 +435,9 @@ def _verdict_html(comp: Comparison) -> str:
     ref = esc(comp.reference.label)
     how = f"against the baseline <strong>{ref}</strong>" if comp.baseline else f"against the best arm, <strong>{ref}</strong>"
     items = "".join(f"<li class='{'sig' if v.significant else 'nosig'}'>{esc(v.sentence)}</li>" for v in comp.verdicts)
-    return (f"<div class='box verdict'><p>Every arm {how}, on test top-1 of the checkpoint chosen on val "
-            f"({SUMMARY}'s test_top1, the honest selection):</p><ul>{items}</ul></div>")
+    scored = (f"test top-1 of the checkpoint chosen on val ({SUMMARY}'s test_top1, the honest selection)"
+              if comp.selections <= {"val"} else esc(comp.scored_as))
+    return f"<div class='box verdict'><p>Every arm {how}, on {scored}:</p><ul>{items}</ul></div>"
 
 
 def _arms_table_html(comp: Comparison, colors: dict[str, str]) -> str:
@@ -453,7 +454,7 @@ def _arms_table_html(comp: Comparison, colors: dict[str, str]) -> str:
         out += [f"<td class='run'>{sw}{esc(cells[c])}</td>" if c == "arm" else f"<td class='num'>{esc(cells[c])}</td>" for c in cols]
         out.append("</tr>")
     out.append("</tbody></table></div>")
-    out.append("<p class='note'>Accuracies in %: test top-1 of each run's val-chosen checkpoint, mean ± std over the "
+    out.append(f"<p class='note'>Accuracies in %: {esc(comp.scored_as)}; mean ± std over the "
                "arm's seeds, the Student-t 95 % CI of the mean (none for one run) and the range; cost columns are means "
                "over the seeds.</p>")
     tail = [*excluded_lines(comp), *comp.notes]

@@ -293,10 +293,11 @@ ARM_CSV_KEYS = ["arm", "config", "n", "mean", "std", "ci95_low", "ci95_high", "m
                 "best_val_top1_mean", "params", "flops", "train_img_per_s", "wall_time_s", "runs"]
 
 
-def arms_note() -> str:
-    return ("> Per arm (runs whose configs differ only in train.seed): test top-1 of the checkpoint chosen on val "
-            f"({runfolder.checkpoint_rel('best')}, the honest selection), mean ± std over seeds, the Student-t 95 % CI of "
-            "the mean, and the range; best first.")
+def arms_note(comp) -> str:
+    scored = (f"test top-1 of the checkpoint chosen on val ({runfolder.checkpoint_rel('best')}, the honest selection)"
+              if comp.selections <= {"val"} else comp.scored_as)
+    return (f"> Per arm (runs whose configs differ only in train.seed): {scored}, mean ± std over seeds, the "
+            "Student-t 95 % CI of the mean, and the range; best first.")
 
 
 def summary_text(runs: list[Run], *, by: str | None = None, fmt: str = "markdown", split: str = "test",
@@ -333,7 +334,7 @@ def render_arms(comp, fmt: str) -> str:
         return buf.getvalue()
     if fmt != "markdown":
         raise ValueError(f"unknown format {fmt!r}")
-    parts = [verdict_markdown(comp), arms_note() + "\n", arms_markdown(comp)]
+    parts = [verdict_markdown(comp), arms_note(comp) + "\n", arms_markdown(comp)]
     tail = [*excluded_lines(comp), *comp.notes]
     if tail:
         parts.append("\n".join(f"> {t}" for t in tail) + "\n")
