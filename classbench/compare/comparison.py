@@ -245,8 +245,8 @@ class Comparison:
             return "test top-1 of the val-chosen checkpoint"
         if kinds == {"test"}:
             return "test top-1 of the test-chosen checkpoint: no val split, as the recipes' source does; optimistic"
-        return ("test top-1 of each run's best.pt, chosen on val, or on test (optimistic) where the recipe has "
-                "no val split")
+        return (f"test top-1 of each run's {runfolder.BEST_PT}, chosen on val, or on test (optimistic) where the "
+                "recipe has no val split")
 
     def arms_json(self) -> list[dict[str, Any]]:
         return [a.to_json() for a in self.arms]
