@@ -569,81 +569,147 @@ def resolve_checkpoint(path: str | Path, kind: str = "best") -> Path:
 
 
 # ---------------------------------------------------------------- stored test predictions
-# The predicted class, whether it was right, and the predicted class's probability of every test image under
-# best.pt, written at the end of a run: McNemar's test and calibration read it (classbench.compare.stats).
-# The true labels are the dataset's, not the run's, so the file holds only their digest: it proves that two
-# runs were scored on the same images in the same order, and that a dataset read later (the report's
-# per-class counts) is the one the run saw.  Files written before 2026-12-03 hold a "target" array instead.
+# Whether best.pt classified each test image correctly, and the probability it gave its predicted class,
+# written at the end of a run: McNemar's test and calibration read them (classbench.compare.stats).  Per-class
+# counts come from the confusion matrix, stored whole.  Nothing per image names a class: the true labels are
+# the dataset's, and records are published, so a predicted class per image would give the label of every
+# image it got right.  The labels' digest proves that two runs were scored on the same images in the same order.
+# Older files are still read: before 2026-12-03 they held ``pred`` and ``target`` (the labels), and on
+# 2026-12-03 ``pred`` without a confusion matrix; copy_record rewrites both into this format.
+TEST_PREDICTIONS_LEGACY = ("pred", "target")
+
+
 def labels_digest(labels) -> str:
     """sha256 of the labels as little-endian int64: the identity of a scored image sequence."""
-    import hashlib
-
     import numpy as np
 
     return hashlib.sha256(np.ascontiguousarray(np.asarray(labels).reshape(-1), dtype="<i8").tobytes()).hexdigest()
 
 
-def _test_predictions_bytes(pred, target, confidence=None) -> bytes:
-    """The .npz file of :func:`write_test_predictions`."""
+def confusion_matrix(pred, target, num_classes: int):
+    """counts[true class, predicted class] (int64); ValueError for a class outside 0..num_classes-1."""
+    import numpy as np
+
+    n = int(num_classes)
+    pred = np.asarray(pred).astype(np.int64, copy=False).reshape(-1)
+    target = np.asarray(target).astype(np.int64, copy=False).reshape(-1)
+    if pred.shape != target.shape:
+        raise ValueError(f"{pred.size} predictions for {target.size} labels")
+    if pred.size and (min(pred.min(), target.min()) < 0 or max(pred.max(), target.max()) >= n):
+        raise ValueError(f"classes outside 0..{n - 1}")
+    return np.bincount(target * n + pred, minlength=n * n).reshape(n, n)
+
+
+def _npz_bytes(arrays: dict) -> bytes:
     import io as _io
 
     import numpy as np
 
-    pred, target = np.asarray(pred, dtype=np.int64).reshape(-1), np.asarray(target, dtype=np.int64).reshape(-1)
-    if pred.size != target.size:
-        raise ValueError(f"test predictions of unequal lengths: pred {pred.size}, target {target.size}")
-    arrays = {"pred": pred, "correct": pred == target, "labels_sha256": np.array(labels_digest(target))}
-    if confidence is not None:
-        arrays["confidence"] = np.asarray(confidence, dtype=np.float32).reshape(-1)
-        if arrays["confidence"].size != pred.size:
-            raise ValueError(f"test predictions of unequal lengths: pred {pred.size}, confidence {arrays['confidence'].size}")
     buf = _io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
 
 
-def write_test_predictions(run_dir: str | Path, pred, target, confidence=None) -> Path:
-    """Store the test predictions atomically as plain arrays (.npz, read without pickle): ``pred`` (int64),
-    ``correct`` (bool), ``confidence`` (float32, when given) and ``labels_sha256`` (:func:`labels_digest`
-    of ``target``, which itself is not stored)."""
+def _test_predictions_arrays(pred, target, confidence, num_classes: int) -> dict:
+    """The arrays of :func:`write_test_predictions`."""
+    import numpy as np
+
+    pred, target = np.asarray(pred, dtype=np.int64).reshape(-1), np.asarray(target, dtype=np.int64).reshape(-1)
+    arrays = {"correct": pred == target, "labels_sha256": np.array(labels_digest(target)),
+              "confusion": confusion_matrix(pred, target, num_classes)}
+    if confidence is not None:
+        arrays["confidence"] = np.asarray(confidence, dtype=np.float32).reshape(-1)
+        if arrays["confidence"].size != pred.size:
+            raise ValueError(f"test predictions of unequal lengths: pred {pred.size}, confidence {arrays['confidence'].size}")
+    return arrays
+
+
+def write_test_predictions(run_dir: str | Path, pred, target, confidence, num_classes: int) -> Path:
+    """Store the test predictions atomically as plain arrays (.npz, read without pickle): ``correct`` (bool),
+    ``confidence`` (float32, when given), ``confusion`` (int64, [true class, predicted class]) and
+    ``labels_sha256`` (:func:`labels_digest` of ``target``).  Neither ``pred`` nor ``target`` is stored."""
     from .io import atomic_write_bytes
 
     path = RunFolder(run_dir).test_predictions
-    atomic_write_bytes(path, _test_predictions_bytes(pred, target, confidence))
+    atomic_write_bytes(path, _npz_bytes(_test_predictions_arrays(pred, target, confidence, num_classes)))
     return path
 
 
-def read_test_predictions(run_dir: str | Path) -> dict[str, Any] | None:
-    """``{"pred", "correct", "labels_sha256"[, "confidence"]}``, or None for a run without the file (older runs).
-
-    ``labels_sha256`` is a str; the rest are numpy arrays of one length.  A file from before 2026-12-03 also
-    gives its ``target`` array (``correct`` and the digest are derived from it).  Raises ClassbenchError if
-    the file is damaged."""
+def _load_npz(path: Path) -> dict:
     import zipfile
 
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise ClassbenchError(f"{plain_text(path)} is damaged ({e}); delete it (the run then counts as one without "
+                              "stored predictions).") from e
+
+
+def read_test_predictions(run_dir: str | Path) -> dict[str, Any] | None:
+    """``{"correct", "labels_sha256"[, "confidence"][, "confusion"]}``, or None for a run without the file.
+
+    ``labels_sha256`` is a str; ``correct`` and ``confidence`` are numpy arrays of one length, ``confusion`` a
+    square int64 matrix that agrees with ``correct`` (its total is the image count, its diagonal the correct
+    ones).  An older file also gives its ``pred`` (and, before 2026-12-03, ``target``, from which ``correct``
+    and the digest are derived).  Raises ClassbenchError if the file is damaged."""
     import numpy as np
 
     path = RunFolder(run_dir).test_predictions
     if not path.is_file():
         return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            out = {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise ClassbenchError(f"{path} is damaged ({e}); delete it (the run then counts as one without stored predictions).") from e
-    pred = out.get("pred")
-    if "target" in out and isinstance(pred, np.ndarray) and out["target"].shape == pred.shape:
-        out.setdefault("correct", pred == out["target"])
-        out.setdefault("labels_sha256", np.array(labels_digest(out["target"])))
+    out = _load_npz(path)
+    pred, target = out.get("pred"), out.get("target")
+    if isinstance(pred, np.ndarray) and isinstance(target, np.ndarray) and target.shape == pred.shape:
+        out.setdefault("correct", pred == target)
+        out.setdefault("labels_sha256", np.array(labels_digest(target)))
     correct, digest = out.get("correct"), out.get("labels_sha256")
-    if (not isinstance(pred, np.ndarray) or pred.ndim != 1 or not isinstance(correct, np.ndarray)
-            or correct.shape != pred.shape or correct.dtype != bool
+    if (not isinstance(correct, np.ndarray) or correct.ndim != 1 or correct.dtype != bool
+            or (pred is not None and (not isinstance(pred, np.ndarray) or pred.shape != correct.shape))
             or not isinstance(digest, np.ndarray) or digest.shape != () or digest.dtype.kind != "U"):
-        raise ClassbenchError(f"{path} lacks matching 'pred' and 'correct' arrays and a 'labels_sha256' digest; delete it.")
-    if "confidence" in out and out["confidence"].shape != pred.shape:
-        raise ClassbenchError(f"{path} holds {out['confidence'].size} confidences for {pred.size} predictions; delete it.")
+        raise ClassbenchError(f"{plain_text(path)} lacks a 'correct' array and a 'labels_sha256' digest; delete it.")
+    if "confidence" in out and out["confidence"].shape != correct.shape:
+        raise ClassbenchError(f"{plain_text(path)} holds {out['confidence'].size} confidences for {correct.size} "
+                              "predictions; delete it.")
+    conf = out.get("confusion")
+    if conf is not None and (conf.ndim != 2 or conf.shape[0] != conf.shape[1] or conf.dtype.kind not in "iu"
+                             or (conf < 0).any() or int(conf.sum()) != correct.size
+                             or int(np.trace(conf)) != int(correct.sum())):
+        raise ClassbenchError(f"{plain_text(path)}: its confusion matrix does not count its {correct.size} predictions "
+                              "(damaged); delete it.")
     out["labels_sha256"] = str(digest)
     return out
+
+
+def published_test_predictions(run_dir: str | Path, labels=None) -> bytes | None:
+    """The test predictions of ``run_dir`` as a record stores them, when its file is in an older format that
+    names a class per image (:data:`TEST_PREDICTIONS_LEGACY`); None when the file is current (copied as it is).
+
+    The confusion matrix needs the true labels: the file's own (before 2026-12-03), else ``labels(run_dir)``
+    (the dataset's, or None when they are not on this machine), used only when they match the stored digest.
+    Without them the record keeps ``correct``, ``confidence`` and the digest, and has no per-class counts."""
+    import numpy as np
+
+    stored = read_test_predictions(run_dir)
+    if stored is None or not any(k in stored for k in TEST_PREDICTIONS_LEGACY):
+        return None
+    target = stored.get("target")
+    if target is None and "pred" in stored and labels is not None:
+        target = labels(run_dir)
+        if target is not None and (len(target) != stored["correct"].size
+                                   or labels_digest(target) != stored["labels_sha256"]):
+            target = None
+    try:
+        summary = read_summary(run_dir)
+    except (OSError, ValueError):
+        summary = None
+    n_cls = summary.get("num_classes") if isinstance(summary, dict) else None
+    if target is not None and "pred" in stored and isinstance(n_cls, int) and not isinstance(n_cls, bool):
+        return _npz_bytes(_test_predictions_arrays(stored["pred"], target, stored.get("confidence"), n_cls))
+    kept = {k: stored[k] for k in ("correct", "confidence") if k in stored}
+    return _npz_bytes({**kept, "labels_sha256": np.array(stored["labels_sha256"])})
 
 
 # ---------------------------------------------------------------- records: a finished run without its weights
@@ -691,43 +757,39 @@ def record_path(run_dir: str | Path, dest: str | Path) -> Path:
             / _path_part(run_dir.resolve().name, "folder name", run_dir))
 
 
-def _recorded_bytes(run_dir: Path, rel: Path) -> bytes | None:
-    """What a record holds for ``rel`` when it is not a plain copy: the test predictions of a run from before
-    2026-12-03, rewritten without the dataset's labels (a record is published).  None: copy the file."""
+def _recorded_bytes(run_dir: Path, rel: Path, labels=None) -> bytes | None:
+    """What a record holds for ``rel`` when it is not a plain copy: test predictions in an older format,
+    rewritten without a class per image (:func:`published_test_predictions`).  None: copy the file."""
     if rel != Path(TEST_PREDICTIONS):
         return None
-    import zipfile
-
-    import numpy as np
-
     try:
-        with np.load(run_dir / rel, allow_pickle=False) as z:
-            if "target" not in z.files:
-                return None
-        stored = read_test_predictions(run_dir)
-    except (OSError, ValueError, zipfile.BadZipFile, ClassbenchError):
+        return published_test_predictions(run_dir, labels)
+    except ClassbenchError:
         return None  # a damaged file is copied as it is; readers say that it is damaged
-    return _test_predictions_bytes(stored["pred"], stored["target"], stored.get("confidence"))
 
 
-def _same_file(run_dir: Path, rel: Path, record: Path) -> bool:
+def _same_file(run_dir: Path, rel: Path, record: Path, labels=None) -> bool:
     import filecmp
 
-    if _recorded_bytes(run_dir, rel) is None:
+    rewritten = _recorded_bytes(run_dir, rel, labels)
+    if rewritten is None:
         return filecmp.cmp(run_dir / rel, record / rel, shallow=False)
+    import io as _io
+
     import numpy as np
 
     try:  # a rewritten file: the same arrays (the zip's own timestamps differ)
-        mine, theirs = read_test_predictions(run_dir), read_test_predictions(record)
-    except ClassbenchError:
+        with np.load(_io.BytesIO(rewritten), allow_pickle=False) as z:
+            mine = {k: z[k] for k in z.files}
+        theirs = _load_npz(record / rel)
+    except (ClassbenchError, OSError):
         return False
-    keys = sorted(k for k in mine if k != "target")
-    return theirs is not None and sorted(theirs) == keys and all(np.array_equal(mine[k], theirs[k]) for k in keys)
+    return sorted(mine) == sorted(theirs) and all(np.array_equal(mine[k], theirs[k]) for k in mine)
 
 
-def _same_record(run_dir: Path, files: list[Path], record: Path) -> bool:
+def _same_record(run_dir: Path, files: list[Path], record: Path, labels=None) -> bool:
     have = sorted(p.relative_to(record) for p in record.rglob("*") if p.is_file() or p.is_symlink())
-    return have == files and all(_same_file(run_dir, f, record) for f in files)
+    return have == files and all(_same_file(run_dir, f, record, labels) for f in files)
 
 
 def _fsync(path: Path) -> None:
@@ -740,15 +802,15 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def copy_record(run_dir: str | Path, dest: str | Path) -> tuple[Path, str]:
+def copy_record(run_dir: str | Path, dest: str | Path, labels=None) -> tuple[Path, str]:
     """Copy a finished run's record (:func:`record_files`) to :func:`record_path`; returns (record, what happened):
     :data:`RECORD_COPIED`, or :data:`RECORD_SAME` when an identical record is already there.
 
     Atomic: the files are copied (and fsync'd) into a hidden temporary folder beside the record, which is then
     renamed into place, so a record is complete or absent (readers skip hidden folders).  A record that exists
-    with other contents is never overwritten (ClassbenchError); neither is an unfinished run recorded.  The test
-    predictions of a run from before 2026-12-03 are rewritten without the dataset's labels (see
-    :func:`write_test_predictions`)."""
+    with other contents is never overwritten (ClassbenchError); neither is an unfinished run recorded.  Test
+    predictions in an older format are rewritten without a class per image; ``labels(run_dir)`` gives the
+    dataset's test labels for their confusion matrix (see :func:`published_test_predictions`)."""
     import shutil
     import tempfile
 
@@ -761,7 +823,7 @@ def copy_record(run_dir: str | Path, dest: str | Path) -> tuple[Path, str]:
     record = record_path(run_dir, dest)
     files = record_files(run_dir)
     if record.exists():
-        if _same_record(run_dir, files, record):
+        if _same_record(run_dir, files, record, labels):
             return record, RECORD_SAME
         raise ClassbenchError(f"{plain_text(record)} already holds a different record of {plain_text(run_dir)}; "
                               "it was left as it is. Delete it first if the run has really changed.")
@@ -773,7 +835,7 @@ def copy_record(run_dir: str | Path, dest: str | Path) -> tuple[Path, str]:
     try:
         for rel in files:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            rewritten = _recorded_bytes(run_dir, rel)
+            rewritten = _recorded_bytes(run_dir, rel, labels)
             if rewritten is None:
                 shutil.copy2(run_dir / rel, tmp / rel)
             else:
@@ -783,7 +845,7 @@ def copy_record(run_dir: str | Path, dest: str | Path) -> tuple[Path, str]:
         os.rename(tmp, record)  # fails if a record appeared meanwhile (a non-empty folder is never replaced)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if record.exists() and _same_record(run_dir, files, record):
+        if record.exists() and _same_record(run_dir, files, record, labels):
             return record, RECORD_SAME
         raise ClassbenchError(f"Cannot record {plain_text(run_dir)} at {plain_text(record)}: {e.strerror or e}. "
                               "Nothing was written there.") from None

@@ -69,7 +69,7 @@ def fake_run(runs: Path, name: str, seed: int, test_top1: float, *overrides: str
         })
     if correct is not None:
         target = np.arange(len(correct)) % 4
-        write_test_predictions(path, np.where(correct, target, (target + 1) % 4), target, np.full(len(correct), 0.8))
+        write_test_predictions(path, np.where(correct, target, (target + 1) % 4), target, np.full(len(correct), 0.8), 4)
     return path
 
 
@@ -330,10 +330,11 @@ def test_trainer_stores_test_predictions(trained):
     for summary_path in trained.glob("synthetic/*/*/summary.json"):
         s = json.loads(summary_path.read_text())
         p = read_test_predictions(summary_path.parent)
-        assert p is not None and len(p["pred"]) == 64  # synthetic test split: synthetic_size // 4
+        assert p is not None and p["correct"].size == 64  # synthetic test split: synthetic_size // 4
         assert float(p["correct"].mean()) == pytest.approx(s["test_top1"])
         labels = test_labels(load_run_config(summary_path.parent).data)
-        assert p["labels_sha256"] == labels_digest(labels) and "target" not in p
+        assert p["labels_sha256"] == labels_digest(labels) and "target" not in p and "pred" not in p
+        assert p["confusion"].sum(axis=1).tolist() == np.bincount(labels, minlength=s["num_classes"]).tolist()
         assert ((p["confidence"] > 0) & (p["confidence"] <= 1)).all()
 
 

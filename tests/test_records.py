@@ -167,24 +167,64 @@ def test_a_destination_that_cannot_hold_records_is_one_line_per_run(runs_dir, tm
     assert err.startswith("error: Cannot create the record") and "Not a directory" in err and "Traceback" not in err
 
 
-def test_an_older_run_s_test_labels_are_not_recorded(runs_dir, tmp_path, capsys):
-    """Runs from before 2026-12-03 stored the test labels ("target"); their record holds only the digest,
-    with the same predictions, and recording again finds it identical."""
+def _legacy_predictions(run: Path, *, with_labels: bool):
+    """Rewrite ``run``'s test predictions in an older format that named a class per image: ``pred`` and
+    ``target`` (before 2026-12-03), or ``pred`` and the labels' digest (2026-12-03).  Returns (pred, labels)."""
+    import numpy as np
+
+    from classbench.data import run_test_labels
+
+    stored = runfolder.read_test_predictions(run)
+    labels = run_test_labels(run)
+    n = len(stored["confusion"])
+    pred = np.where(stored["correct"], labels, (labels + 1) % n)  # predictions that fit `correct`
+    arrays = {"pred": pred, "confidence": stored["confidence"]}
+    if with_labels:
+        arrays["target"] = labels
+    else:
+        arrays.update(correct=stored["correct"], labels_sha256=np.array(stored["labels_sha256"]))
+    np.savez_compressed(RunFolder(run).test_predictions, **arrays)
+    return pred, labels
+
+
+@pytest.mark.parametrize("with_labels", [True, False], ids=["labels-stored", "digest-only"])
+def test_an_older_run_s_predicted_classes_are_not_recorded(runs_dir, tmp_path, capsys, with_labels):
+    """Older files named a class per image, which gives away the label of every image the model got right.
+    Their record holds whether each was right, the confidences, the digest and the confusion matrix (from the
+    stored labels, or the dataset's when they match the digest); recording again finds it identical."""
     import numpy as np
 
     run = _copy(runfolder.discover(runs_dir)[0], tmp_path / "runs")
-    stored = runfolder.read_test_predictions(run)
-    labels = np.where(stored["correct"], stored["pred"], (stored["pred"] + 1) % 4)  # labels that fit `correct`
-    np.savez_compressed(RunFolder(run).test_predictions, pred=stored["pred"], target=labels,
-                        confidence=stored["confidence"])
+    pred, labels = _legacy_predictions(run, with_labels=with_labels)
     dest = tmp_path / "results"
     assert main(["record", str(tmp_path / "runs"), "--to", str(dest)]) == 0
     (record,) = runfolder.discover(dest)
     with np.load(RunFolder(record).test_predictions, allow_pickle=False) as z:
-        assert sorted(z.files) == ["confidence", "correct", "labels_sha256", "pred"]
-        assert z["pred"].tolist() == stored["pred"].tolist() and z["correct"].tolist() == stored["correct"].tolist()
+        assert sorted(z.files) == ["confidence", "confusion", "correct", "labels_sha256"]
+        assert z["correct"].tolist() == (pred == labels).tolist()
+        assert z["confusion"].tolist() == runfolder.confusion_matrix(pred, labels, len(z["confusion"])).tolist()
         assert str(z["labels_sha256"]) == runfolder.labels_digest(labels)
     capsys.readouterr()
     assert main(["record", str(tmp_path / "runs"), "--to", str(dest)]) == 0
     assert f"already recorded: {record} (identical)" in capsys.readouterr().out
     assert runfolder.discover(dest) == [record]
+
+
+def test_an_older_run_recorded_without_its_dataset_keeps_no_class_per_image(runs_dir, tmp_path, capsys):
+    """Without the dataset's labels the confusion matrix cannot be made: the record keeps the rest, says so,
+    and the report's per-class section says why it has no counts."""
+    import numpy as np
+
+    run = _copy(runfolder.discover(runs_dir)[0], tmp_path / "runs")
+    pred, labels = _legacy_predictions(run, with_labels=False)
+    record, what = runfolder.copy_record(run, tmp_path / "results", labels=lambda _run: None)
+    assert what == runfolder.RECORD_COPIED
+    with np.load(RunFolder(record).test_predictions, allow_pickle=False) as z:
+        assert sorted(z.files) == ["confidence", "correct", "labels_sha256"]
+    from classbench.compare.report import stored_class_eval
+    from classbench.compare.runs import load_runs
+
+    (loaded,) = load_runs(record)
+    with pytest.raises(ClassbenchError, match="holds no confusion matrix"):
+        stored_class_eval(loaded, runfolder.read_test_predictions(record))
+    assert "pred" in runfolder.read_test_predictions(run)  # the run folder itself is left as it was

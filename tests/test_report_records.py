@@ -2,8 +2,10 @@
 (`classbench record`: no checkpoints) get their per-class accuracy, confusion matrix and calibration.
 
 Two tiny runs on synthetic data, one arm each: `plain`, and `flip` scored with eval.tta=true.  Every expected
-number is computed here from the stored test_predictions.npz by plain loops (not through classbench's
-counting), then compared with what the report shows for the records and for the original run folders.
+number is computed here by plain loops (not through classbench's counting) from best.pt's predictions, the
+true labels and the stored confidences, then compared with what the report shows for the records and for
+the original run folders.  The stored file names no class per image (a record is published): it holds the
+confusion matrix, so a record's per-class counts need no dataset.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ import pytest
 import yaml
 
 from classbench.cli import main
-from classbench.runfolder import RunFolder, discover, labels_digest, read_test_predictions, write_test_predictions
+from classbench.runfolder import (
+    TEST_PREDICTIONS_LEGACY,
+    RunFolder,
+    discover,
+    labels_digest,
+    read_test_predictions,
+    write_test_predictions,
+)
 from support.configs import tiny_config
 
 # Every test here renders a report (PNG figures, 1-6 s each on 2 quiet cores, 2026-12-02), so the module is
@@ -75,16 +84,24 @@ def _labels(run_dir: Path) -> np.ndarray:
     return build_data(load_run_config(run_dir, check=False).data).splits["test"].labels.numpy()
 
 
-def _expected(npz: dict, target: np.ndarray) -> dict:
-    """Confusion matrix, per-class accuracy and ECE from the stored arrays and the true labels, by the definitions."""
+def _best_pt_pred(run_dir: Path) -> np.ndarray:
+    """best.pt's predicted classes, evaluated now as the trainer did (the stored file does not name them)."""
+    from classbench.inference.evaluate import evaluate_checkpoint
+
+    return evaluate_checkpoint(run_dir, device="cpu", with_predictions=True)["pred"].numpy()
+
+
+def _expected(pred: np.ndarray, npz: dict, target: np.ndarray) -> dict:
+    """Confusion matrix, per-class accuracy and ECE from predictions, the stored confidences and the true labels,
+    by the definitions."""
     n_cls = 4  # data.num_classes of the tiny config
     cm = [[0] * n_cls for _ in range(n_cls)]
-    for t, p in zip(target.tolist(), npz["pred"].tolist()):
+    for t, p in zip(target.tolist(), pred.tolist()):
         cm[t][p] += 1
     per_class = [f"{100 * cm[i][i] / sum(cm[i]):.1f}%" if sum(cm[i]) else "–" for i in range(n_cls)]
     ece = None
     if "confidence" in npz:
-        conf, ok = npz["confidence"].astype(float).tolist(), (npz["pred"] == target).tolist()
+        conf, ok = npz["confidence"].astype(float).tolist(), (pred == target).tolist()
         ece = 0.0
         for b in range(BINS):  # bins (b/15, (b+1)/15], the first also holding 0
             members = [i for i, c in enumerate(conf) if b / BINS < c <= (b + 1) / BINS or (b == 0 and c == 0)]
@@ -120,7 +137,7 @@ def test_stored_predictions_are_what_summary_and_best_pt_say(runs, arm):
     assert float(stored["correct"].mean()) == summary["test_top1"]
     m = evaluate_checkpoint(run_dir, device="cpu", with_predictions=True)
     assert m["top1"] == summary["test_top1"]
-    assert m["pred"].tolist() == stored["pred"].tolist()
+    assert stored["confusion"].tolist() == _expected(m["pred"].numpy(), stored, m["target"].numpy())["confusion"]
     assert (m["pred"] == m["target"]).numpy().tolist() == stored["correct"].tolist()
     assert stored["labels_sha256"] == labels_digest(m["target"]) == labels_digest(_labels(run_dir))
     np.testing.assert_allclose(m["confidence"].numpy(), stored["confidence"], rtol=1e-6)
@@ -132,7 +149,7 @@ def test_stored_predictions_are_what_summary_and_best_pt_say(runs, arm):
 # ---------------------------------------------------------------- records: the analysis without checkpoints
 @pytest.mark.parametrize("arm", list(ARMS))
 def test_a_record_s_report_shows_its_stored_predictions_and_agrees_with_the_run_s(runs, records, reports, arm):
-    want = _expected(read_test_predictions(_run(records, arm)), _labels(_run(records, arm)))
+    want = _expected(_best_pt_pred(_run(runs, arm)), read_test_predictions(_run(records, arm)), _labels(_run(records, arm)))
     rec, orig = _shown(reports["records"], arm), _shown(reports["runs"], arm)
     assert rec["confusion"] == want["confusion"] and rec["per_class"] == want["per_class"]
     assert rec["ece"] == f"{100 * want['ece']:.2f}"
@@ -145,7 +162,7 @@ def test_a_record_s_report_shows_its_stored_predictions_and_agrees_with_the_run_
     assert "No finished run has" not in reports["records"]
 
 
-def test_the_analysis_objects_hold_the_stored_numbers_exactly(records):
+def test_the_analysis_objects_hold_the_stored_numbers_exactly(runs, records):
     from classbench.compare.comparison import build_comparison
     from classbench.compare.report import evaluate_arm
     from classbench.compare.runs import load_runs
@@ -154,7 +171,8 @@ def test_the_analysis_objects_hold_the_stored_numbers_exactly(records):
     assert sorted(a.label for a in comp.arms) == sorted(ARMS)
     for arm in comp.arms:
         ae = evaluate_arm(arm)
-        want = _expected(read_test_predictions(arm.representative.path), _labels(arm.representative.path))
+        path = arm.representative.path
+        want = _expected(_best_pt_pred(_run(runs, arm.label)), read_test_predictions(path), _labels(path))
         assert ae.classes.stored and ae.classes.confusion.tolist() == want["confusion"]
         assert ae.classes.top1 == arm.representative.summary["test_top1"]
         assert ae.calibration.ece == pytest.approx(want["ece"], abs=1e-12)
@@ -177,7 +195,7 @@ def test_a_tta_arm_shows_the_plain_figure_only_with_its_checkpoint(runs, reports
 # ---------------------------------------------------------------- older runs and incomplete records
 def test_an_old_run_without_stored_predictions_falls_back_to_its_best_pt(runs, tmp_path):
     src = _run(runs, "plain")
-    want = _expected(read_test_predictions(src), _labels(src))
+    want = _expected(_best_pt_pred(src), read_test_predictions(src), _labels(src))
     old = tmp_path / "old" / src.relative_to(runs)
     shutil.copytree(src, old)
     RunFolder(old).test_predictions.unlink()
@@ -204,72 +222,104 @@ def test_a_record_with_neither_predictions_nor_checkpoint_says_so(records, tmp_p
     assert "class='arm-analysis'" not in html and "Could not" not in html
 
 
-def test_stored_predictions_without_confidences_give_no_calibration_and_say_why(records, tmp_path):
+def test_stored_predictions_without_confidences_give_no_calibration_and_say_why(runs, records, tmp_path):
     rec = tmp_path / "rec"
     shutil.copytree(records, rec)
     run_dir = _run(rec, "plain")
-    stored, target = read_test_predictions(run_dir), _labels(run_dir)
-    write_test_predictions(run_dir, stored["pred"], target)  # as a writer without confidences would
+    pred, target = _best_pt_pred(_run(runs, "plain")), _labels(run_dir)
+    write_test_predictions(run_dir, pred, target, None, 4)  # as a writer without confidences would
     shown = _shown(_report(rec, tmp_path / "r.html"), "plain")
-    assert shown["confusion"] == _expected(stored, target)["confusion"] and shown["ece"] is None
+    assert shown["confusion"] == _expected(pred, {}, target)["confusion"] and shown["ece"] is None
     assert "Calibration cannot be computed from this record: its test_predictions.npz holds no confidences" in shown["block"]
 
 
-def test_stored_predictions_of_another_dataset_are_refused_plainly(records, tmp_path):
+def test_stored_predictions_of_another_dataset_are_refused_plainly(runs, records, tmp_path):
     rec = tmp_path / "rec"
     shutil.copytree(records, rec)
     run_dir = _run(rec, "plain")
     stored = read_test_predictions(run_dir)
-    pred = stored["pred"].copy()
-    pred[0] = 9  # a class this 4-class run does not have
-    write_test_predictions(run_dir, pred, _labels(run_dir), stored["confidence"])
+    pred = _best_pt_pred(_run(runs, "plain"))
+    pred[0] = 9  # a class this 4-class run does not have: a 10-class matrix
+    write_test_predictions(run_dir, pred, _labels(run_dir), stored["confidence"], 10)
     html = _report(rec, tmp_path / "r.html")
     assert "Could not read the stored test predictions of <code>synthetic/plain/" in html
-    assert "holds classes outside 0..3, but the run has 4 classes" in html
+    assert "counts 10 classes, but the run has 4; it does not belong to this run" in html
     assert "<div class='arm-analysis' data-arm='flip'>" in html  # the other arm is still analysed
 
 
-def test_stored_predictions_hold_no_labels_only_their_digest(records):
-    """A record is published, and the true labels are the dataset's: the file keeps a digest of them."""
+def test_stored_predictions_name_no_class_per_image(records):
+    """A record is published, and the true labels are the dataset's: a predicted class per image would give the
+    label of every image the model got right, so the file keeps the labels' digest and the confusion matrix."""
     for arm in ARMS:
         with np.load(RunFolder(_run(records, arm)).test_predictions, allow_pickle=False) as z:
-            assert sorted(z.files) == ["confidence", "correct", "labels_sha256", "pred"]
-            assert z["correct"].dtype == bool and z["pred"].dtype == np.int64
+            assert sorted(z.files) == ["confidence", "confusion", "correct", "labels_sha256"]
+            assert z["correct"].dtype == bool and z["confusion"].dtype == np.int64 and z["confusion"].shape == (4, 4)
 
 
-def test_an_old_file_with_labels_is_read_without_the_dataset(records, tmp_path, monkeypatch):
-    """Files written before 2026-12-03 held the labels ("target"): the analysis counts those, and needs no data."""
+def _without_dataset(monkeypatch):
     import classbench.data
     from classbench.errors import DataError
-
-    rec = tmp_path / "rec"
-    shutil.copytree(records, rec)
-    run_dir = _run(rec, "plain")
-    stored, target = read_test_predictions(run_dir), _labels(run_dir)
-    np.savez_compressed(RunFolder(run_dir).test_predictions, pred=stored["pred"], target=target,
-                        confidence=stored["confidence"])
-    old = read_test_predictions(run_dir)
-    assert old["correct"].tolist() == stored["correct"].tolist() and old["labels_sha256"] == stored["labels_sha256"]
 
     def gone(cfg):
         raise DataError("the dataset is gone")
 
     monkeypatch.setattr(classbench.data, "load_raw", gone)
-    shown = _shown(_report(rec, tmp_path / "r.html"), "plain")
-    assert shown["confusion"] == _expected(stored, target)["confusion"]
 
 
-def test_without_the_dataset_the_per_class_counts_say_so_and_other_labels_are_refused(runs, records, tmp_path,
-                                                                                      monkeypatch):
-    import classbench.data
-    from classbench.errors import DataError
+def test_a_record_s_per_class_counts_need_no_dataset(runs, records, tmp_path, monkeypatch):
+    want = {arm: _shown(_report(records, tmp_path / "here.html"), arm) for arm in ARMS}
+    _without_dataset(monkeypatch)
+    html = _report(records, tmp_path / "gone.html")
+    assert "Could not" not in html
+    for arm in ARMS:
+        shown = _shown(html, arm)
+        assert (shown["confusion"], shown["per_class"], shown["ece"]) == (want[arm]["confusion"], want[arm]["per_class"],
+                                                                          want[arm]["ece"])
 
-    # Other labels than the run was scored on (here: a smaller test subset named in its config) are refused.
+
+def _older_file(runs: Path, records: Path, tmp_path: Path, *, with_labels: bool) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A copy of the records whose plain run keeps its predictions in an older format that named a class per
+    image: ``pred`` and ``target`` (before 2026-12-03), or ``pred`` and the labels' digest (2026-12-03)."""
     rec = tmp_path / "rec"
     shutil.copytree(records, rec)
+    run_dir = _run(rec, "plain")
+    stored, pred, target = read_test_predictions(run_dir), _best_pt_pred(_run(runs, "plain")), _labels(run_dir)
+    arrays = {"pred": pred, "confidence": stored["confidence"]}
+    arrays.update({"target": target} if with_labels else
+                  {"correct": stored["correct"], "labels_sha256": np.array(stored["labels_sha256"])})
+    np.savez_compressed(RunFolder(run_dir).test_predictions, **arrays)
+    old = read_test_predictions(run_dir)
+    assert old["correct"].tolist() == stored["correct"].tolist() and old["labels_sha256"] == stored["labels_sha256"]
+    assert "confusion" not in old and set(TEST_PREDICTIONS_LEGACY) & set(old)
+    return rec, pred, target
+
+
+def test_an_old_file_with_labels_is_read_without_the_dataset(runs, records, tmp_path, monkeypatch):
+    """Files written before 2026-12-03 held the labels ("target"): the analysis counts those, and needs no data."""
+    rec, pred, target = _older_file(runs, records, tmp_path, with_labels=True)
+    _without_dataset(monkeypatch)
+    shown = _shown(_report(rec, tmp_path / "r.html"), "plain")
+    assert shown["confusion"] == _expected(pred, {}, target)["confusion"]
+
+
+def test_an_old_file_with_predicted_classes_is_counted_from_the_dataset(runs, records, tmp_path, monkeypatch):
+    """Files of 2026-12-03 held ``pred`` and the labels' digest: the labels come from the dataset, checked."""
+    rec, pred, target = _older_file(runs, records, tmp_path, with_labels=False)
+    shown = _shown(_report(rec, tmp_path / "r.html"), "plain")
+    assert shown["confusion"] == _expected(pred, {}, target)["confusion"]
+    _without_dataset(monkeypatch)
+    html = _report(rec, tmp_path / "gone.html")
+    assert "Could not read the stored test predictions of <code>synthetic/plain" in html
+    assert html.count("DataError: the dataset is gone") == 1  # the flip arm's file holds its confusion matrix
+
+
+def test_an_old_file_is_refused_against_other_labels_and_best_pt_needs_the_dataset(runs, records, tmp_path,
+                                                                                  monkeypatch):
+    # Other labels than the run was scored on (here: a smaller test subset named in its config) are refused.
+    rec, _, _ = _older_file(runs, records, tmp_path, with_labels=False)
     cfg_path = RunFolder(_run(rec, "plain")).config_yaml
     cfg = yaml.safe_load(cfg_path.read_text())
-    stored_n = len(read_test_predictions(cfg_path.parent)["pred"])
+    stored_n = read_test_predictions(cfg_path.parent)["correct"].size
     cfg["data"]["test_size"] = stored_n // 2
     cfg_path.write_text(yaml.safe_dump(cfg))
     html = _report(rec, tmp_path / "other.html")
@@ -278,15 +328,7 @@ def test_without_the_dataset_the_per_class_counts_say_so_and_other_labels_are_re
     assert f"({stored_n // 2} images here, {stored_n} stored; the digests differ)" in html
     assert "<div class='arm-analysis' data-arm='flip'>" in html  # the other arm is still analysed
 
-    def gone(cfg):
-        raise DataError("the dataset is gone")
-
-    monkeypatch.setattr(classbench.data, "load_raw", gone)
-    html = _report(records, tmp_path / "records.html")
-    for arm in ARMS:
-        assert "Could not read the stored test predictions of <code>synthetic/" + arm in html
-    assert html.count("DataError: the dataset is gone") == len(ARMS)
-
+    _without_dataset(monkeypatch)
     src = _run(runs, "plain")
     old = tmp_path / "old" / src.relative_to(runs)
     shutil.copytree(src, old)

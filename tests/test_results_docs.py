@@ -39,10 +39,14 @@ def test_the_records_in_results_load_as_finished_runs_without_weights():
         assert run.status == runfolder.FINISHED and not run.warnings, (run.rel, run.warnings)
         assert run.summary and run.metrics and run.config, run.rel
         predictions = runfolder.read_test_predictions(run.path)
-        assert predictions is not None and predictions["pred"].size > 0, run.rel
-        with np.load(run.folder.test_predictions, allow_pickle=False) as z:  # the dataset's labels are not published
-            assert "target" not in z.files, f"{run.rel}: its {runfolder.TEST_PREDICTIONS} holds the test labels"
+        assert predictions is not None and predictions["correct"].size > 0, run.rel
+        with np.load(run.folder.test_predictions, allow_pickle=False) as z:  # no part of the dataset is published
+            per_image_classes = [k for k in z.files if z[k].ndim == 1 and z[k].dtype.kind in "iu"]
+            assert not per_image_classes and not set(z.files) & set(runfolder.TEST_PREDICTIONS_LEGACY), \
+                f"{run.rel}: its {runfolder.TEST_PREDICTIONS} names a class per image ({sorted(z.files)}), which gives labels away"
         assert float(predictions["correct"].mean()) == run.summary["test_top1"], run.rel
+        confusion = predictions["confusion"]  # the report's per-class counts, without the dataset
+        assert confusion.shape == (run.summary["num_classes"],) * 2, run.rel
         assert runfolder.record_files(run.path) == sorted(p.relative_to(run.path) for p in run.path.rglob("*")
                                                           if p.is_file()), f"{run.rel} holds more than a record"
     size = sum(p.stat().st_size for p in RESULTS.rglob("*") if p.is_file())

@@ -19,6 +19,20 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
 
 
+def _dataset_labels(run_dir):
+    """The test labels for the confusion matrix of older prediction files (the dataset's, when it is here)."""
+    from ..data import run_test_labels
+    from ..errors import ClassbenchError
+    from ..runfolder import plain_text
+
+    try:
+        return run_test_labels(run_dir)
+    except (ClassbenchError, OSError, ValueError) as e:
+        print(f"note: {plain_text(run_dir)}: its test predictions are in an older format and the dataset's labels are not here "
+              f"({e}), so the record has no per-class counts.", file=sys.stderr)
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import runfolder
     from ..errors import ClassbenchError
@@ -37,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             continue
         try:
-            record, what = runfolder.copy_record(run_dir, args.to)
+            record, what = runfolder.copy_record(run_dir, args.to, labels=_dataset_labels)
         except ClassbenchError as e:
             print(f"error: {e}", file=sys.stderr)
             problems += 1

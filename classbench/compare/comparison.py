@@ -125,7 +125,7 @@ class Arm:
 
     def test_count(self) -> int | None:
         """Test images scored, from the stored predictions (None when no run has them)."""
-        counts = {len(p["pred"]) for p in self.predictions.values() if p is not None}
+        counts = {p["correct"].size for p in self.predictions.values() if p is not None}
         return counts.pop() if len(counts) == 1 else None
 
     def to_json(self) -> dict[str, Any]:
@@ -398,7 +398,7 @@ def build_arms(runs: Sequence[Run], *, target: float | None = None) -> tuple[lis
             except ClassbenchError as e:
                 arm.predictions[str(r.path)] = None
                 arm.notes.append(str(e))
-        counts = sorted({len(p["pred"]) for p in arm.predictions.values() if p is not None})
+        counts = sorted({p["correct"].size for p in arm.predictions.values() if p is not None})
         if len(counts) > 1:
             arm.notes.append(f"arm {arm.label}: its runs were scored on different numbers of test images "
                              f"({', '.join(map(str, counts))}); the data changed between them")
@@ -431,7 +431,7 @@ def _paired_outcomes(a: Arm, b: Arm) -> tuple[Any, Any] | str:
         return (f"{' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no stored test predictions "
                 f"({runfolder.TEST_PREDICTIONS}; runs trained before classbench stored them), so McNemar's test "
                 "is not possible")
-    if len(pa["pred"]) != len(pb["pred"]) or pa["labels_sha256"] != pb["labels_sha256"]:
+    if pa["correct"].size != pb["correct"].size or pa["labels_sha256"] != pb["labels_sha256"]:
         return "their stored test predictions are not for the same test images in the same order, so McNemar's test is not possible"
     return pa["correct"], pb["correct"]
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import ClassbenchError
 from ..io import atomic_write_text
-from ..runfolder import CONFIG, SUMMARY, TEST_PREDICTIONS, RunFolder, checkpoint_rel, plain_text
+from ..runfolder import CONFIG, SUMMARY, TEST_PREDICTIONS, RunFolder, checkpoint_rel, confusion_matrix, plain_text
 from . import stats
 from .comparison import Arm, Comparison, arm_cells, arm_columns, build_comparison, excluded_lines
 from .plots import arm_colors, make_arm_figures, make_figures, reliability_figure, run_colors
@@ -85,24 +85,33 @@ class ClassEval:
             return np.where(support > 0, np.diag(self.confusion) / np.maximum(support, 1), np.nan)
 
 
-def count_predictions(run: Run, pred, target, num_classes: int, *, classes: Sequence[str] | None, source: Path,
-                      step: int | None = None, notes: Sequence[str] = (), stored: bool = False) -> ClassEval:
-    """The one place where predictions become a confusion matrix, whether they were just evaluated or stored.
-
-    ``pred``/``target``: class indices (numpy arrays or CPU tensors), in split order.  Classes are named by
-    ``classes`` when it has ``num_classes`` names, else numbered.  A file that claims classes outside
-    0..num_classes-1 (damaged, or from another dataset) raises ClassbenchError rather than miscounting."""
+def class_eval(run: Run, confusion, num_classes: int, *, classes: Sequence[str] | None, source: Path,
+               step: int | None = None, notes: Sequence[str] = (), stored: bool = False) -> ClassEval:
+    """The one place where a confusion matrix (counts[true class, predicted class]) becomes a ClassEval, whether
+    its predictions were just evaluated or stored.  Classes are named by ``classes`` when it has
+    ``num_classes`` names, else numbered.  A matrix of another size (damaged, or from another dataset) raises
+    ClassbenchError rather than miscounting."""
     n_cls = int(num_classes)
-    pred = np.asarray(pred).astype(np.int64, copy=False).reshape(-1)
-    target = np.asarray(target).astype(np.int64, copy=False).reshape(-1)
+    conf = np.asarray(confusion)
+    if conf.shape != (n_cls, n_cls):
+        raise ClassbenchError(f"{plain_text(source)} counts {conf.shape[0] if conf.ndim else 0} classes, but the run has "
+                              f"{n_cls}; it does not belong to this run.")
+    names = [str(c) for c in classes] if classes is not None and len(classes) == n_cls else [str(i) for i in range(n_cls)]
+    return ClassEval(run, source, names, conf.astype(np.int64, copy=False), step, list(notes), stored)
+
+
+def count_predictions(run: Run, pred, target, num_classes: int, *, source: Path, **kw) -> ClassEval:
+    """:func:`class_eval` of class indices ``pred``/``target`` (numpy arrays or CPU tensors, in split order).
+    Predictions or labels outside 0..num_classes-1 raise ClassbenchError rather than miscounting."""
+    pred, target = np.asarray(pred).reshape(-1), np.asarray(target).reshape(-1)
     if pred.shape != target.shape:
         raise ClassbenchError(f"{plain_text(source)}: {pred.size} predictions for {target.size} test images.")
-    if pred.size and (min(pred.min(), target.min()) < 0 or max(pred.max(), target.max()) >= n_cls):
-        raise ClassbenchError(f"{plain_text(source)} holds classes outside 0..{n_cls - 1}, but the run has {n_cls} classes; "
-                              "it does not belong to this run.")
-    names = [str(c) for c in classes] if classes is not None and len(classes) == n_cls else [str(i) for i in range(n_cls)]
-    conf = np.bincount(target * n_cls + pred, minlength=n_cls * n_cls).reshape(n_cls, n_cls)
-    return ClassEval(run, source, names, conf, step, list(notes), stored)
+    try:
+        conf = confusion_matrix(pred, target, num_classes)
+    except ValueError:
+        raise ClassbenchError(f"{plain_text(source)} holds classes outside 0..{int(num_classes) - 1}, but the run has "
+                              f"{int(num_classes)} classes; it does not belong to this run.") from None
+    return class_eval(run, conf, num_classes, source=source, **kw)
 
 
 def evaluate_per_class(run: Run, *, device: str = "cpu", limit: int | None = None) -> ClassEval:
@@ -130,25 +139,24 @@ def _class_eval(run: Run, m: dict) -> ClassEval:
 
 
 def stored_targets(run: Run, stored: dict) -> np.ndarray:
-    """The true class of each image behind a run's stored test predictions.
+    """The true class of each image behind a run's stored test predictions in an older format (with ``pred`` and
+    no confusion matrix; :func:`classbench.runfolder.read_test_predictions`).
 
-    The stored file holds only a digest of the labels (they are the dataset's, and records are published), so
-    they are read from the dataset that the run's config names, on this machine, and checked against the
-    digest.  Files from before 2026-12-03 hold the labels themselves.  Raises ClassbenchError (or the data
-    layer's DataError) when the dataset is not here or is not the one the run was scored on."""
-    from ..config import load_run_config
-    from ..data import test_labels
-    from ..runfolder import data_config_for_reader, labels_digest
+    Such a file holds only a digest of the labels, so they are read from the dataset that the run's config
+    names, on this machine, and checked against the digest.  Files from before 2026-12-03 hold the labels
+    themselves.  Raises ClassbenchError (or the data layer's DataError) when the dataset is not here or is
+    not the one the run was scored on."""
+    from ..data import run_test_labels
+    from ..runfolder import labels_digest
 
     if "target" in stored:
         return np.asarray(stored["target"])
-    folder = RunFolder(run.path)
-    cfg = load_run_config(run.path, check=False)
-    labels = test_labels(data_config_for_reader(cfg.data, folder.config_yaml))
-    if len(labels) != len(stored["pred"]) or labels_digest(labels) != stored["labels_sha256"]:
-        raise ClassbenchError(f"the test labels of {plain_text(cfg.data.name)} here are not those {plain_text(run.rel)} was "
-                              f"scored on ({len(labels)} images here, {len(stored['pred'])} stored; the digests differ), so "
-                              "its per-class counts cannot be made; point $CLASSBENCH_DATA at the run's dataset.")
+    labels = run_test_labels(run.path)
+    n = stored["correct"].size
+    if len(labels) != n or labels_digest(labels) != stored["labels_sha256"]:
+        raise ClassbenchError(f"the test labels of {plain_text(run.config_flat().get('data.name', 'its dataset'))} here are "
+                              f"not those {plain_text(run.rel)} was scored on ({len(labels)} images here, {n} stored; the "
+                              "digests differ), so its per-class counts cannot be made; point $CLASSBENCH_DATA at the run's dataset.")
     return labels
 
 
@@ -158,7 +166,7 @@ def stored_class_eval(run: Run, stored: dict) -> ClassEval:
     They agree with summary.json's ``test_top1`` by construction, with or without ``eval.tta``: at the end of
     a run the trainer makes ONE call of ``classbench.train.evaluate.evaluate`` on best.pt (with the run's
     ``eval.tta``, normalisation and precision, on its own device) and takes both summary.json's test top-1/top-5/
-    loss and these predictions from it; ``pred`` is the column that top-1 counted (under TTA the argmax of the
+    loss and these predictions from it; the confusion matrix counts the column that top-1 counted (under TTA the argmax of the
     flip-averaged probabilities, ``confidence`` that averaged probability).  Under DDP the ranks' shards are
     reassembled in split order and the top-1 counts all-reduced: the same images once each.  Re-evaluating
     best.pt here could only differ (another device or precision), so the stored file is the better source.
@@ -187,9 +195,14 @@ def stored_class_eval(run: Run, stored: dict) -> ClassEval:
         raise ClassbenchError(f"{plain_text(folder.summary_json)} has no valid num_classes ({plain_text(repr(n_cls))[:60]}), so its stored "
                               "test predictions cannot be counted per class.")
     step = summary.get("best_step")
-    return count_predictions(run, stored["pred"], stored_targets(run, stored), n_cls, classes=classes, source=folder.test_predictions,
-                             step=step if isinstance(step, int) and not isinstance(step, bool) else None, notes=notes,
-                             stored=True)
+    kw = dict(classes=classes, source=folder.test_predictions, notes=notes, stored=True,
+              step=step if isinstance(step, int) and not isinstance(step, bool) else None)
+    if "confusion" in stored:
+        return class_eval(run, stored["confusion"], n_cls, **kw)
+    if "pred" not in stored:
+        raise ClassbenchError(f"{plain_text(folder.test_predictions)} holds no confusion matrix (it was recorded where "
+                              "the dataset's labels were not at hand), so its per-class counts cannot be made.")
+    return count_predictions(run, stored["pred"], stored_targets(run, stored), n_cls, **kw)
 
 
 # ---------------------------------------------------------------- config differences

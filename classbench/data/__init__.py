@@ -170,9 +170,18 @@ def build_data(cfg) -> Data:
 
 
 def test_labels(cfg):
-    """The labels of the test split that :func:`build_data` gives for ``cfg``, in split order (int64 numpy).
-
-    For readers of a run's stored predictions, which hold only a digest of these labels
-    (``classbench.runfolder.labels_digest``): the per-class counts need the labels themselves."""
+    """The labels of the test split that :func:`build_data` gives for ``cfg``, in split order (int64 numpy)."""
     _, test, _, _ = load_raw(cfg)
     return stratified_subset(test, cfg.test_size, cfg.split_seed, "test").labels.numpy().astype("int64")
+
+
+def run_test_labels(run_dir):
+    """The test labels of the dataset that a stored run's config names, read on this machine (the run's data
+    root when it still exists, else $CLASSBENCH_DATA), for readers of test predictions stored in an older format
+    (``classbench.runfolder.published_test_predictions``, the report), which hold only their digest.
+    Raises DataError/ClassbenchError when the dataset is not here."""
+    from ..config import load_run_config
+    from ..runfolder import RunFolder, data_config_for_reader
+
+    cfg = load_run_config(run_dir, check=False)
+    return test_labels(data_config_for_reader(cfg.data, RunFolder(run_dir).config_yaml))

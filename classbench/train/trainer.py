@@ -430,7 +430,7 @@ class Trainer:
         for rank, shard in enumerate(shards):  # rank r evaluated images r, r + W, r + 2W, ... (DeviceLoader's eval shard)
             for k, v in shard.items():
                 full[k][rank::world] = v
-        self.recorder.test_predictions(**full)
+        self.recorder.test_predictions(**full, num_classes=self.data.num_classes)
 
     def _summary(self, wall: float, test: dict) -> dict:
         """summary.json.  A new field goes here (and into docs/design.md's summary.json)."""
