@@ -173,7 +173,7 @@ def test_summary_honest_selection(runs_dir):
 def test_summary_formats_label_both_selections(runs_dir, capsys):
     assert main(["summary", str(runs_dir), "--format", "markdown"]) == 0
     md = capsys.readouterr().out
-    assert "best test top-1 @ any step" in md and "test top-1 @ best-val ckpt" in md
+    assert "best test top-1 @ any step" in md and "test top-1 @ best.pt" in md
     assert "over all evaluated steps" in md and "checkpoint chosen on val" in md
     for name in ("toy-a", "toy-b", "toy-c", "toy-half", "toy-live"):
         assert f"| {name} |" in md
@@ -284,7 +284,7 @@ def test_report_holds_every_run(runs_dir, tmp_path):
     # self-contained: nothing is fetched
     for bad in ("http://", "https://", "<script", "<link", "@import", "url("):
         assert bad not in html, bad
-    assert "best test top-1 @ any step" in html and "test top-1 @ best-val ckpt" in html
+    assert "best test top-1 @ any step" in html and "test top-1 @ best.pt" in html
     # the best run's per-class accuracy and confusion matrix, with class names
     assert "id='confusion-matrix'" in html
     assert "class_0" in html and "class_3" in html

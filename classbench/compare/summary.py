@@ -39,7 +39,8 @@ def selection_labels(split: str, metric: str) -> dict[str, str]:
             + (" (optimistic: the step is chosen by the test score itself)" if split == "test" else "")
         ),
         "test_at_best_val": (
-            f"test {m} of the checkpoint chosen on val top-1 ({runfolder.BEST_PT}, saved at the best val step)"
+            f"test {m} of the checkpoint chosen on val top-1 ({runfolder.BEST_PT}, saved at the best val step); "
+            "'(sel. on test)' marks a run without a val split, whose checkpoint was chosen on test (optimistic)"
         ),
     }
 
@@ -187,8 +188,8 @@ def table_columns(split: str, metric: str) -> list[tuple[str, str]]:
         ("split", "split"),
         ("best_any_step", f"best {split} {m} @ any step"),
         ("best_any_step_at", "at step"),
-        ("test_at_best_val", f"test {m} @ best-val ckpt"),
-        ("test_at_best_val_step", "val-best step"),
+        ("test_at_best_val", f"test {m} @ {runfolder.BEST_PT}"),
+        ("test_at_best_val_step", f"{runfolder.BEST_PT} step"),
         ("params", "params"),
         ("flops", "FLOPs"),
         ("wall_time_s", "wall time"),
@@ -226,7 +227,7 @@ def explanation(split: str, metric: str) -> list[str]:
     labels = selection_labels(split, metric)
     return [
         f"'best {split} {m} @ any step' = {labels['best_any_step']}.",
-        f"'test {m} @ best-val ckpt' = {labels['test_at_best_val']}; "
+        f"'test {m} @ {runfolder.BEST_PT}' = {labels['test_at_best_val']}; "
         f"* marks an unfinished run, read from {runfolder.METRICS} at the step where val top-1 was best.",
     ]
 
