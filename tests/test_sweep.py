@@ -18,7 +18,7 @@ from classbench.compare.runs import pid_alive
 from classbench.config import load_config, to_yaml
 from classbench.drivers import sweep as sweep_mod
 from classbench.drivers.sweep import (ChildResult, Sweep, assign_resources, config_hash, parse_sets, plan,
-                                      run_config_hash, run_name, split_values)
+                                      run_config_hash, run_name, split_values, train_command)
 from classbench.errors import ConfigError
 
 from conftest import REPO
@@ -223,6 +223,29 @@ def test_jobs_divide_threads_on_cpu_and_gpu_alike_and_assign_gpus_round_robin(tm
     assert jobs[0].extra == []
 
 
+def _threads_given(cmd: list[str]) -> str:
+    """The value of the last train.threads= on a command line (the config merges overrides in order)."""
+    return [a for a in cmd if a.startswith("train.threads=")][-1].split("=", 1)[1]
+
+
+def test_a_resumed_run_follows_this_sweep_in_what_does_not_change_results(tmp_path):
+    """A run first launched two at a time (one thread each) and resumed by a sweep of one at a time gets
+    every core again; this sweep's checkpoint interval reaches it; what changes results stays the run's own."""
+    from classbench.train.precision import default_threads
+
+    jobs = plan([RESNET20], parse_sets(["optim.lr=0.01", "train.checkpoint_every=7"]), str(tmp_path))
+    assign_resources(jobs, 1)
+    cmd = train_command(jobs[0], tmp_path / "run")
+    assert cmd[cmd.index("--resume") + 1] == str(tmp_path / "run")
+    assert _threads_given(cmd) == "0" and "train.checkpoint_every=7" in cmd  # 0: every physical core
+    assert not [a for a in cmd if a.startswith(("optim.lr=", "train.runs_dir=", "name="))]
+    assign_resources(jobs, 2)
+    assert _threads_given(train_command(jobs[0], tmp_path / "run")) == str(max(1, default_threads() // 2))
+    jobs = plan([RESNET20], parse_sets(["optim.lr=0.01", "train.threads=3"]), str(tmp_path))
+    assign_resources(jobs, 2)
+    assert _threads_given(train_command(jobs[0], tmp_path / "run")) == "3"
+
+
 @pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
 def test_a_rerun_skips_what_finished_and_force_starts_it_again(tmp_path, monkeypatch):
     """The quick check of the skip/force logic beside the slow tests above: the children are stand-ins that
@@ -283,13 +306,20 @@ def test_a_sigkilled_sweep_takes_its_children_along_and_its_rerun_resumes_them(t
         assert status_of(f)["status"] == "interrupted"
         assert (f / "checkpoints" / "last.pt").exists()
 
-    rerun = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=600)
+    from classbench.train.precision import default_threads
+
+    # rerun one at a time without a thread count: the resumed runs train on every core, not on the one
+    # thread the first sweep gave each
+    rerun_argv = [a for a in argv if a != "train.threads=1"]
+    rerun_argv[rerun_argv.index("--jobs") + 1] = "1"
+    rerun = subprocess.run(rerun_argv, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert rerun.stdout.count("resume resnet20-lr=") == 2
     assert all_run_folders(tmp_path) == folders  # resumed in place: no new run folder
     for f in folders:
         assert status_of(f)["status"] == "finished"
-        assert json.loads((f / "summary.json").read_text())["steps"] == 400
+        summary = json.loads((f / "summary.json").read_text())
+        assert summary["steps"] == 400 and summary["threads"] == default_threads()
         steps = [r["step"] for r in map(json.loads, (f / "metrics.jsonl").read_text().splitlines())
                  if r["split"] == "train"]
         assert steps == sorted(set(steps))  # no step recorded twice

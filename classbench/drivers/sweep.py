@@ -377,10 +377,16 @@ def outcome(child: ChildResult, stopped: bool) -> str:
 
 
 def train_command(job: Job, resume_dir: Path | None) -> list[str]:
-    """The child's command line: a fresh run of the job, or the resume of its earlier run folder."""
+    """The child's command line: a fresh run of the job, or the resume of its earlier run folder.
+
+    A resume keeps the run's stored config, except the keys that do not change results
+    (:data:`HASH_EXCLUDED`): those follow this sweep.  So a run first launched by ``--jobs 2`` (one thread)
+    and resumed by ``--jobs 1`` trains on every core, and this sweep's ``--set train.threads=N`` or
+    ``train.checkpoint_every=N`` reaches the runs it resumes."""
     base = [sys.executable, "-m", "classbench", "train"]
     if resume_dir is not None:
-        return [*base, "--resume", str(resume_dir), *job.extra]
+        kept = [o for o in job.overrides if o.split("=", 1)[0] in HASH_EXCLUDED and not o.startswith("train.runs_dir=")]
+        return [*base, "--resume", str(resume_dir), f"train.threads={job.cfg.train.threads}", *kept, *job.extra]
     return [*base, job.config, *job.overrides, *job.extra]
 
 
