@@ -587,7 +587,9 @@ def labels_digest(labels) -> str:
 
 
 def confusion_matrix(pred, target, num_classes: int):
-    """counts[true class, predicted class] (int64); ValueError for a class outside 0..num_classes-1."""
+    """(counts[true class, predicted class], other[true class]) as int64: ``other`` counts the predictions
+    outside 0..num_classes-1, which a head with more outputs than the dataset has classes can make (seed
+    002's ResNets keep 1000).  ValueError for a label outside the classes."""
     import numpy as np
 
     n = int(num_classes)
@@ -595,9 +597,11 @@ def confusion_matrix(pred, target, num_classes: int):
     target = np.asarray(target).astype(np.int64, copy=False).reshape(-1)
     if pred.shape != target.shape:
         raise ValueError(f"{pred.size} predictions for {target.size} labels")
-    if pred.size and (min(pred.min(), target.min()) < 0 or max(pred.max(), target.max()) >= n):
-        raise ValueError(f"classes outside 0..{n - 1}")
-    return np.bincount(target * n + pred, minlength=n * n).reshape(n, n)
+    if target.size and (target.min() < 0 or target.max() >= n):
+        raise ValueError(f"labels outside 0..{n - 1}")
+    inside = (pred >= 0) & (pred < n)
+    conf = np.bincount(target[inside] * n + pred[inside], minlength=n * n).reshape(n, n)
+    return conf, np.bincount(target[~inside], minlength=n).astype(np.int64)
 
 
 def _npz_bytes(arrays: dict) -> bytes:
@@ -615,8 +619,10 @@ def _test_predictions_arrays(pred, target, confidence, num_classes: int) -> dict
     import numpy as np
 
     pred, target = np.asarray(pred, dtype=np.int64).reshape(-1), np.asarray(target, dtype=np.int64).reshape(-1)
-    arrays = {"correct": pred == target, "labels_sha256": np.array(labels_digest(target)),
-              "confusion": confusion_matrix(pred, target, num_classes)}
+    conf, other = confusion_matrix(pred, target, num_classes)
+    arrays = {"correct": pred == target, "labels_sha256": np.array(labels_digest(target)), "confusion": conf}
+    if other.any():
+        arrays["confusion_other"] = other
     if confidence is not None:
         arrays["confidence"] = np.asarray(confidence, dtype=np.float32).reshape(-1)
         if arrays["confidence"].size != pred.size:
@@ -626,8 +632,10 @@ def _test_predictions_arrays(pred, target, confidence, num_classes: int) -> dict
 
 def write_test_predictions(run_dir: str | Path, pred, target, confidence, num_classes: int) -> Path:
     """Store the test predictions atomically as plain arrays (.npz, read without pickle): ``correct`` (bool),
-    ``confidence`` (float32, when given), ``confusion`` (int64, [true class, predicted class]) and
-    ``labels_sha256`` (:func:`labels_digest` of ``target``).  Neither ``pred`` nor ``target`` is stored."""
+    ``confidence`` (float32, when given), ``confusion`` (int64, [true class, predicted class]),
+    ``confusion_other`` (int64 per true class, only when some prediction is outside the classes: see
+    :func:`confusion_matrix`) and ``labels_sha256`` (:func:`labels_digest` of ``target``).  Neither ``pred``
+    nor ``target`` is stored."""
     from .io import atomic_write_bytes
 
     path = RunFolder(run_dir).test_predictions
@@ -649,11 +657,12 @@ def _load_npz(path: Path) -> dict:
 
 
 def read_test_predictions(run_dir: str | Path) -> dict[str, Any] | None:
-    """``{"correct", "labels_sha256"[, "confidence"][, "confusion"]}``, or None for a run without the file.
+    """``{"correct", "labels_sha256"[, "confidence"][, "confusion", "confusion_other"]}``, or None for a run
+    without the file.
 
     ``labels_sha256`` is a str; ``correct`` and ``confidence`` are numpy arrays of one length, ``confusion`` a
-    square int64 matrix that agrees with ``correct`` (its total is the image count, its diagonal the correct
-    ones).  An older file also gives its ``pred`` (and, before 2026-12-03, ``target``, from which ``correct``
+    square int64 matrix and ``confusion_other`` (zeros when the file has none) the predictions outside the
+    classes per true class; together they count every image, and the diagonal the correct ones.  An older file also gives its ``pred`` (and, before 2026-12-03, ``target``, from which ``correct``
     and the digest are derived).  Raises ClassbenchError if the file is damaged."""
     import numpy as np
 
@@ -674,8 +683,11 @@ def read_test_predictions(run_dir: str | Path) -> dict[str, Any] | None:
         raise ClassbenchError(f"{plain_text(path)} holds {out['confidence'].size} confidences for {correct.size} "
                               "predictions; delete it.")
     conf = out.get("confusion")
+    if conf is not None:
+        other = out.setdefault("confusion_other", np.zeros(conf.shape[0] if conf.ndim else 0, dtype=np.int64))
     if conf is not None and (conf.ndim != 2 or conf.shape[0] != conf.shape[1] or conf.dtype.kind not in "iu"
-                             or (conf < 0).any() or int(conf.sum()) != correct.size
+                             or other.shape != (len(conf),) or other.dtype.kind not in "iu"
+                             or (conf < 0).any() or (other < 0).any() or int(conf.sum() + other.sum()) != correct.size
                              or int(np.trace(conf)) != int(correct.sum())):
         raise ClassbenchError(f"{plain_text(path)}: its confusion matrix does not count its {correct.size} predictions "
                               "(damaged); delete it.")

@@ -202,7 +202,7 @@ def test_an_older_run_s_predicted_classes_are_not_recorded(runs_dir, tmp_path, c
     with np.load(RunFolder(record).test_predictions, allow_pickle=False) as z:
         assert sorted(z.files) == ["confidence", "confusion", "correct", "labels_sha256"]
         assert z["correct"].tolist() == (pred == labels).tolist()
-        assert z["confusion"].tolist() == runfolder.confusion_matrix(pred, labels, len(z["confusion"])).tolist()
+        assert z["confusion"].tolist() == runfolder.confusion_matrix(pred, labels, len(z["confusion"]))[0].tolist()
         assert str(z["labels_sha256"]) == runfolder.labels_digest(labels)
     capsys.readouterr()
     assert main(["record", str(tmp_path / "runs"), "--to", str(dest)]) == 0
@@ -228,3 +228,25 @@ def test_an_older_run_recorded_without_its_dataset_keeps_no_class_per_image(runs
     with pytest.raises(ClassbenchError, match="holds no confusion matrix"):
         stored_class_eval(loaded, runfolder.read_test_predictions(record))
     assert "pred" in runfolder.read_test_predictions(run)  # the run folder itself is left as it was
+
+
+def test_predictions_outside_the_dataset_s_classes_are_counted_apart(tmp_path):
+    """A head with more outputs than the dataset has classes (seed 002's ResNets keep 1000) can predict a class
+    the dataset lacks: it is wrong, counted per true class beside the matrix, and the file still adds up."""
+    import numpy as np
+
+    from classbench.compare.report import class_eval
+
+    target = np.array([0, 1, 2, 2, 1, 0])
+    pred = np.array([0, 999, 2, 1, 1, 7])
+    path = runfolder.write_test_predictions(tmp_path, pred, target, np.full(6, 0.5), 3)
+    stored = runfolder.read_test_predictions(tmp_path)
+    assert stored["confusion"].tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    assert stored["confusion_other"].tolist() == [1, 1, 0] and stored["correct"].sum() == 3
+    ev = class_eval(None, stored["confusion"], stored["confusion_other"], 3, classes=None, source=path)
+    assert ev.count == 6 and ev.top1 == 0.5 and ev.per_class.tolist() == [0.5, 0.5, 0.5]
+    assert "2 prediction(s) name a class outside the dataset's 3" in ev.notes[0]
+    np.savez_compressed(path, correct=stored["correct"], labels_sha256=np.array(stored["labels_sha256"]),
+                        confusion=stored["confusion"])  # the other count dropped: the file no longer adds up
+    with pytest.raises(ClassbenchError, match="does not count its 6 predictions"):
+        runfolder.read_test_predictions(tmp_path)

@@ -41,7 +41,8 @@ def test_the_records_in_results_load_as_finished_runs_without_weights():
         predictions = runfolder.read_test_predictions(run.path)
         assert predictions is not None and predictions["correct"].size > 0, run.rel
         with np.load(run.folder.test_predictions, allow_pickle=False) as z:  # no part of the dataset is published
-            per_image_classes = [k for k in z.files if z[k].ndim == 1 and z[k].dtype.kind in "iu"]
+            per_image_classes = [k for k in z.files if z[k].ndim == 1 and z[k].dtype.kind in "iu"
+                                 and z[k].size == predictions["correct"].size]
             assert not per_image_classes and not set(z.files) & set(runfolder.TEST_PREDICTIONS_LEGACY), \
                 f"{run.rel}: its {runfolder.TEST_PREDICTIONS} names a class per image ({sorted(z.files)}), which gives labels away"
         assert float(predictions["correct"].mean()) == run.summary["test_top1"], run.rel

@@ -66,13 +66,19 @@ class ClassEval:
     source: Path  # where the predictions come from: the checkpoint evaluated, or the stored predictions file
     classes: list[str]
     confusion: np.ndarray  # (C, C) counts, rows = true class, cols = predicted
+    other: np.ndarray  # (C,) predictions outside the C classes (a head with more outputs), per true class
     step: int | None = None
     notes: list[str] = field(default_factory=list)
     stored: bool = False  # True: the trainer's own predictions, read from the run folder; nothing was evaluated
 
     @property
+    def support(self) -> np.ndarray:
+        """Test images per true class."""
+        return self.confusion.sum(axis=1) + self.other
+
+    @property
     def count(self) -> int:
-        return int(self.confusion.sum())
+        return int(self.support.sum())
 
     @property
     def top1(self) -> float:
@@ -80,15 +86,15 @@ class ClassEval:
 
     @property
     def per_class(self) -> np.ndarray:
-        support = self.confusion.sum(axis=1)
+        support = self.support
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(support > 0, np.diag(self.confusion) / np.maximum(support, 1), np.nan)
 
 
-def class_eval(run: Run, confusion, num_classes: int, *, classes: Sequence[str] | None, source: Path,
+def class_eval(run: Run, confusion, other, num_classes: int, *, classes: Sequence[str] | None, source: Path,
                step: int | None = None, notes: Sequence[str] = (), stored: bool = False) -> ClassEval:
-    """The one place where a confusion matrix (counts[true class, predicted class]) becomes a ClassEval, whether
-    its predictions were just evaluated or stored.  Classes are named by ``classes`` when it has
+    """The one place where a confusion matrix (counts[true class, predicted class]) and the count of predictions
+    outside the classes (``other``, per true class) become a ClassEval, whether they were just evaluated or stored.  Classes are named by ``classes`` when it has
     ``num_classes`` names, else numbered.  A matrix of another size (damaged, or from another dataset) raises
     ClassbenchError rather than miscounting."""
     n_cls = int(num_classes)
@@ -97,21 +103,26 @@ def class_eval(run: Run, confusion, num_classes: int, *, classes: Sequence[str] 
         raise ClassbenchError(f"{plain_text(source)} counts {conf.shape[0] if conf.ndim else 0} classes, but the run has "
                               f"{n_cls}; it does not belong to this run.")
     names = [str(c) for c in classes] if classes is not None and len(classes) == n_cls else [str(i) for i in range(n_cls)]
-    return ClassEval(run, source, names, conf.astype(np.int64, copy=False), step, list(notes), stored)
+    other = np.asarray(other).astype(np.int64, copy=False).reshape(-1)
+    notes = list(notes)
+    if other.sum():
+        notes.append(f"{int(other.sum())} prediction(s) name a class outside the dataset's {n_cls} (the model has more "
+                     "outputs than the dataset has classes): they count as wrong, in no column of the matrix.")
+    return ClassEval(run, source, names, conf.astype(np.int64, copy=False), other, step, notes, stored)
 
 
 def count_predictions(run: Run, pred, target, num_classes: int, *, source: Path, **kw) -> ClassEval:
     """:func:`class_eval` of class indices ``pred``/``target`` (numpy arrays or CPU tensors, in split order).
-    Predictions or labels outside 0..num_classes-1 raise ClassbenchError rather than miscounting."""
+    Labels outside 0..num_classes-1 raise ClassbenchError rather than miscounting."""
     pred, target = np.asarray(pred).reshape(-1), np.asarray(target).reshape(-1)
     if pred.shape != target.shape:
         raise ClassbenchError(f"{plain_text(source)}: {pred.size} predictions for {target.size} test images.")
     try:
-        conf = confusion_matrix(pred, target, num_classes)
+        conf, other = confusion_matrix(pred, target, num_classes)
     except ValueError:
-        raise ClassbenchError(f"{plain_text(source)} holds classes outside 0..{int(num_classes) - 1}, but the run has "
-                              f"{int(num_classes)} classes; it does not belong to this run.") from None
-    return class_eval(run, conf, num_classes, source=source, **kw)
+        raise ClassbenchError(f"{plain_text(source)}: labels outside 0..{int(num_classes) - 1}, but the run has "
+                              f"{int(num_classes)} classes; they do not belong to this run.") from None
+    return class_eval(run, conf, other, num_classes, source=source, **kw)
 
 
 def evaluate_per_class(run: Run, *, device: str = "cpu", limit: int | None = None) -> ClassEval:
@@ -198,7 +209,7 @@ def stored_class_eval(run: Run, stored: dict) -> ClassEval:
     kw = dict(classes=classes, source=folder.test_predictions, notes=notes, stored=True,
               step=step if isinstance(step, int) and not isinstance(step, bool) else None)
     if "confusion" in stored:
-        return class_eval(run, stored["confusion"], n_cls, **kw)
+        return class_eval(run, stored["confusion"], stored["confusion_other"], n_cls, **kw)
     if "pred" not in stored:
         raise ClassbenchError(f"{plain_text(folder.test_predictions)} holds no confusion matrix (it was recorded where "
                               "the dataset's labels were not at hand), so its per-class counts cannot be made.")
@@ -334,7 +345,7 @@ def _summary_table(rows: list[dict], colors: dict[str, str], split: str, metric:
 
 def _per_class_html(ev: ClassEval) -> str:
     acc = ev.per_class
-    support = ev.confusion.sum(axis=1)
+    support = ev.support
     order = list(range(len(ev.classes)))
     chunks = []
     per_table = 25
@@ -359,8 +370,7 @@ def _confusion_html(ev: ClassEval, table_id: str = "confusion-matrix") -> str:
     n = len(ev.classes)
     if n > MAX_TABLE_CLASSES:
         return _img(_confusion_png(ev), f"confusion matrix of {ev.run.label}")
-    rows_sum = cm.sum(axis=1, keepdims=True)
-    frac = cm / np.maximum(rows_sum, 1)
+    frac = cm / np.maximum(ev.support[:, None], 1)
     out = [f"<table class='cm' id='{esc(table_id)}'><thead><tr><th>true \\ predicted</th>"]
     out += [f"<th class='rot'>{esc(c)}</th>" for c in ev.classes]
     out.append("</tr></thead><tbody>")
@@ -384,7 +394,7 @@ def _confusion_png(ev: ClassEval) -> bytes:
 
     n = len(ev.classes)
     cm = ev.confusion.astype(float)
-    frac = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    frac = cm / np.maximum(ev.support[:, None], 1)
     side = min(14.0, max(8.0, n * 0.12))
     fig = _new_figure(figsize=(side, side))
     ax = fig.add_subplot()
