@@ -244,6 +244,10 @@ def test_a_resumed_run_follows_this_sweep_in_what_does_not_change_results(tmp_pa
     jobs = plan([RESNET20], parse_sets(["optim.lr=0.01", "train.threads=3"]), str(tmp_path))
     assign_resources(jobs, 2)
     assert _threads_given(train_command(jobs[0], tmp_path / "run")) == "3"
+    # a Slurm task rebuilds its job without a resolved config; the task's CPUs come as its extra
+    task = sweep_mod.Job(1, RESNET20, ["train.checkpoint_every=7"], "x", None, "h", extra=["train.threads=4"])  # type: ignore[arg-type]
+    cmd = train_command(task, tmp_path / "run")
+    assert _threads_given(cmd) == "4" and "train.checkpoint_every=7" in cmd
 
 
 @pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests

@@ -386,7 +386,9 @@ def train_command(job: Job, resume_dir: Path | None) -> list[str]:
     base = [sys.executable, "-m", "classbench", "train"]
     if resume_dir is not None:
         kept = [o for o in job.overrides if o.split("=", 1)[0] in HASH_EXCLUDED and not o.startswith("train.runs_dir=")]
-        return [*base, "--resume", str(resume_dir), f"train.threads={job.cfg.train.threads}", *kept, *job.extra]
+        if job.cfg is not None:  # a Slurm task has no resolved config: its extra gives the task's CPUs
+            kept.insert(0, f"train.threads={job.cfg.train.threads}")
+        return [*base, "--resume", str(resume_dir), *kept, *job.extra]
     return [*base, job.config, *job.overrides, *job.extra]
 
 
