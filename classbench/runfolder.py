@@ -643,13 +643,15 @@ def write_test_predictions(run_dir: str | Path, pred, target, confidence, num_cl
     return path
 
 
-def _load_npz(path: Path) -> dict:
+def _load_npz(path: Path, data: bytes | None = None) -> dict:
+    """The arrays of an .npz file (of ``data`` when given, named ``path`` in errors), without pickles."""
+    import io as _io
     import zipfile
 
     import numpy as np
 
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(path if data is None else _io.BytesIO(data), allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise ClassbenchError(f"{plain_text(path)} is damaged ({e}); delete it (the run then counts as one without "
@@ -662,8 +664,9 @@ def read_test_predictions(run_dir: str | Path) -> dict[str, Any] | None:
 
     ``labels_sha256`` is a str; ``correct`` and ``confidence`` are numpy arrays of one length, ``confusion`` a
     square int64 matrix and ``confusion_other`` (zeros when the file has none) the predictions outside the
-    classes per true class; together they count every image, and the diagonal the correct ones.  An older file also gives its ``pred`` (and, before 2026-12-03, ``target``, from which ``correct``
-    and the digest are derived).  Raises ClassbenchError if the file is damaged."""
+    classes per true class; together they count every image, and the diagonal the correct ones.  An older
+    file also gives its ``pred`` (and, before 2026-12-03, ``target``, from which ``correct`` and the digest
+    are derived).  Raises ClassbenchError if the file is damaged."""
     import numpy as np
 
     path = RunFolder(run_dir).test_predictions
@@ -786,14 +789,10 @@ def _same_file(run_dir: Path, rel: Path, record: Path, labels=None) -> bool:
     rewritten = _recorded_bytes(run_dir, rel, labels)
     if rewritten is None:
         return filecmp.cmp(run_dir / rel, record / rel, shallow=False)
-    import io as _io
-
     import numpy as np
 
     try:  # a rewritten file: the same arrays (the zip's own timestamps differ)
-        with np.load(_io.BytesIO(rewritten), allow_pickle=False) as z:
-            mine = {k: z[k] for k in z.files}
-        theirs = _load_npz(record / rel)
+        mine, theirs = _load_npz(record / rel, rewritten), _load_npz(record / rel)
     except (ClassbenchError, OSError):
         return False
     return sorted(mine) == sorted(theirs) and all(np.array_equal(mine[k], theirs[k]) for k in mine)

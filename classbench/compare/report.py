@@ -94,8 +94,8 @@ class ClassEval:
 def class_eval(run: Run, confusion, other, num_classes: int, *, classes: Sequence[str] | None, source: Path,
                step: int | None = None, notes: Sequence[str] = (), stored: bool = False) -> ClassEval:
     """The one place where a confusion matrix (counts[true class, predicted class]) and the count of predictions
-    outside the classes (``other``, per true class) become a ClassEval, whether they were just evaluated or stored.  Classes are named by ``classes`` when it has
-    ``num_classes`` names, else numbered.  A matrix of another size (damaged, or from another dataset) raises
+    outside the classes (``other``, per true class) become a ClassEval, whether they were just evaluated or
+    stored.  Classes are named by ``classes`` when it has ``num_classes`` names, else numbered.  A matrix of another size (damaged, or from another dataset) raises
     ClassbenchError rather than miscounting."""
     n_cls = int(num_classes)
     conf = np.asarray(confusion)
