@@ -67,7 +67,8 @@ STATUS = "status.json"  #: one of STATUSES, with pid, host, updated, message
 METRICS = "metrics.jsonl"  #: one JSON record a line; the last may be partial after a crash
 SUMMARY = "summary.json"  #: written when the run finishes
 NONFINITE = "nonfinite.json"  #: only after a non-finite loss
-TEST_PREDICTIONS = "test_predictions.npz"  #: predicted class and correctness of each test image under best.pt (end of run)
+TEST_OUTCOMES = "test_outcomes.json"  #: best.pt's test outcomes (end of run): right or wrong per image, confusion, calibration
+TEST_PREDICTIONS_NPZ = "test_predictions.npz"  #: what older runs stored instead of TEST_OUTCOMES (read, never written)
 CHECKPOINTS = "checkpoints"  #: the folder of the checkpoints
 TENSORBOARD = "tensorboard"  #: TensorBoard event files (log.tensorboard=true)
 CHECKPOINT_KINDS = ("last", "best")  #: last.pt: full training state; best.pt: the val-chosen weights
@@ -128,7 +129,8 @@ class RunFolder:
     tensorboard = property(lambda self: self.path / TENSORBOARD)
     last_pt = property(lambda self: self.checkpoint("last"))
     best_pt = property(lambda self: self.checkpoint("best"))
-    test_predictions = property(lambda self: self.path / TEST_PREDICTIONS)
+    test_outcomes = property(lambda self: self.path / TEST_OUTCOMES)
+    legacy_test_predictions = property(lambda self: self.path / TEST_PREDICTIONS_NPZ)
     lock = property(lambda self: self.path / LOCK)
 
     def checkpoint(self, kind: str) -> Path:
@@ -568,14 +570,20 @@ def resolve_checkpoint(path: str | Path, kind: str = "best") -> Path:
     return p
 
 
-# ---------------------------------------------------------------- stored test predictions
-# Whether best.pt classified each test image correctly, and the probability it gave its predicted class,
-# written at the end of a run: McNemar's test and calibration read them (classbench.compare.stats).  Per-class
-# counts come from the confusion matrix, stored whole.  Nothing per image names a class: the true labels are
-# the dataset's, and records are published, so a predicted class per image would give the label of every
-# image it got right.  The labels' digest proves that two runs were scored on the same images in the same order.
-# Older files are still read: before 2026-12-03 they held ``pred`` and ``target`` (the labels), and on
-# 2026-12-03 ``pred`` without a confusion matrix; copy_record rewrites both into this format.
+# ---------------------------------------------------------------- stored test outcomes
+# What best.pt made of the test split, written at the end of a run and published in records: whether it got each
+# image right (McNemar's test pairs two runs image by image: classbench.compare.comparison), the confusion
+# matrix (per-class accuracy), and the calibration bins (ECE and the reliability diagram).  Plain JSON, because
+# a record is published: nothing names a class per image (the labels are the dataset's; a predicted class per
+# image gives away the label of every image the model got right), and no per-image array of numbers sits in
+# the repo looking like data.  The labels' digest proves that two runs were scored on the same images in the
+# same order.  Older run folders hold test_predictions.npz instead; it is still read, and copy_record
+# publishes it in this format.
+TEST_OUTCOMES_FORMAT = "classbench test outcomes 1"
+#: Equal-width confidence bins of the stored calibration: (k/B, (k+1)/B], the first also holding 0.  15, as in
+#: Guo et al., "On Calibration of Modern Neural Networks" (2017).
+CALIBRATION_BINS = 15
+#: The arrays of the older .npz formats that name a class per image: ``pred`` and (before 2026-12-03) ``target``.
 TEST_PREDICTIONS_LEGACY = ("pred", "target")
 
 
@@ -604,74 +612,150 @@ def confusion_matrix(pred, target, num_classes: int):
     return conf, np.bincount(target[~inside], minlength=n).astype(np.int64)
 
 
-def _npz_bytes(arrays: dict) -> bytes:
-    import io as _io
-
+def calibration_bins(confidence, correct, bins: int = CALIBRATION_BINS) -> dict:
+    """``{"count", "confidence_sum", "correct"}`` per equal-width confidence bin (k/B, (k+1)/B], the first
+    also holding 0: all that expected calibration error and a reliability diagram need
+    (classbench.compare.stats.calibration).  ``confidence`` is the probability the model gave its
+    predicted class.  ValueError for unequal lengths, no images, or a confidence outside [0, 1]."""
     import numpy as np
 
-    buf = _io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return buf.getvalue()
+    conf = np.asarray(confidence, dtype=float).reshape(-1)
+    ok = np.asarray(correct, dtype=bool).reshape(-1)
+    if conf.shape != ok.shape or conf.size == 0:
+        raise ValueError(f"{conf.size} confidences for {ok.size} outcomes")
+    if not np.all(np.isfinite(conf)) or np.any((conf < 0) | (conf > 1)):
+        raise ValueError("confidences must be probabilities in [0, 1]")
+    idx = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
+    return {"count": np.bincount(idx, minlength=bins), "confidence_sum": np.bincount(idx, weights=conf, minlength=bins),
+            "correct": np.bincount(idx, weights=ok, minlength=bins).astype(np.int64)}
 
 
-def _test_predictions_arrays(pred, target, confidence, num_classes: int) -> dict:
-    """The arrays of :func:`write_test_predictions`."""
+def _outcomes(pred, target, confidence, num_classes: int) -> dict:
+    """The test outcomes (as :func:`read_test_outcomes` gives them) of predictions with their true labels."""
     import numpy as np
 
     pred, target = np.asarray(pred, dtype=np.int64).reshape(-1), np.asarray(target, dtype=np.int64).reshape(-1)
     conf, other = confusion_matrix(pred, target, num_classes)
-    arrays = {"correct": pred == target, "labels_sha256": np.array(labels_digest(target)), "confusion": conf}
-    if other.any():
-        arrays["confusion_other"] = other
+    out = {"correct": pred == target, "labels_sha256": labels_digest(target), "confusion": conf, "confusion_other": other}
     if confidence is not None:
-        arrays["confidence"] = np.asarray(confidence, dtype=np.float32).reshape(-1)
-        if arrays["confidence"].size != pred.size:
-            raise ValueError(f"test predictions of unequal lengths: pred {pred.size}, confidence {arrays['confidence'].size}")
-    return arrays
+        out["calibration"] = calibration_bins(confidence, out["correct"])
+    return out
 
 
-def write_test_predictions(run_dir: str | Path, pred, target, confidence, num_classes: int) -> Path:
-    """Store the test predictions atomically as plain arrays (.npz, read without pickle): ``correct`` (bool),
-    ``confidence`` (float32, when given), ``confusion`` (int64, [true class, predicted class]),
-    ``confusion_other`` (int64 per true class, only when some prediction is outside the classes: see
-    :func:`confusion_matrix`) and ``labels_sha256`` (:func:`labels_digest` of ``target``).  Neither ``pred``
-    nor ``target`` is stored."""
+def _outcomes_json(out: dict) -> bytes:
+    """The file of :func:`write_test_outcomes`: one key a line, so a record's diff stays readable."""
+    import base64
+
+    import numpy as np
+
+    correct = np.asarray(out["correct"], dtype=bool)
+    doc: dict[str, Any] = {"format": TEST_OUTCOMES_FORMAT, "images": int(correct.size),
+                           "labels_sha256": str(out["labels_sha256"]),
+                           "correct_bits": base64.b64encode(np.packbits(correct, bitorder="little").tobytes()).decode()}
+    if "confusion" in out:
+        doc["confusion"] = np.asarray(out["confusion"]).tolist()
+        if np.asarray(out["confusion_other"]).any():  # only a head with more outputs than the dataset has classes
+            doc["confusion_other"] = np.asarray(out["confusion_other"]).tolist()
+    if "calibration" in out:
+        doc["calibration"] = {k: np.asarray(v).tolist() for k, v in out["calibration"].items()}
+    lines = [f"{json.dumps(k)}: {json.dumps(v, separators=(', ', ': '))}" for k, v in doc.items()]
+    return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
+
+
+def write_test_outcomes(run_dir: str | Path, pred, target, confidence, num_classes: int) -> Path:
+    """Store best.pt's test outcomes atomically (:data:`TEST_OUTCOMES`, JSON): ``images``; ``labels_sha256``
+    (:func:`labels_digest` of ``target``); ``correct_bits``, whether each image in split order was right
+    (``numpy.packbits``, little bit order, base64); ``confusion`` (counts[true class, predicted class]);
+    ``confusion_other`` (per true class, only when some prediction is outside the classes: see
+    :func:`confusion_matrix`); and ``calibration`` (:func:`calibration_bins`, when ``confidence`` is given).
+    Neither ``pred`` nor ``target`` is stored."""
     from .io import atomic_write_bytes
 
-    path = RunFolder(run_dir).test_predictions
-    atomic_write_bytes(path, _npz_bytes(_test_predictions_arrays(pred, target, confidence, num_classes)))
+    path = RunFolder(run_dir).test_outcomes
+    atomic_write_bytes(path, _outcomes_json(_outcomes(pred, target, confidence, num_classes)))
     return path
 
 
-def _load_npz(path: Path, data: bytes | None = None) -> dict:
-    """The arrays of an .npz file (of ``data`` when given, named ``path`` in errors), without pickles."""
-    import io as _io
+def _load_npz(path: Path) -> dict:
+    """The arrays of an .npz file, without pickles."""
     import zipfile
 
     import numpy as np
 
     try:
-        with np.load(path if data is None else _io.BytesIO(data), allow_pickle=False) as z:
+        with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise ClassbenchError(f"{plain_text(path)} is damaged ({e}); delete it (the run then counts as one without "
-                              "stored predictions).") from e
+                              "stored test outcomes).") from e
 
 
-def read_test_predictions(run_dir: str | Path) -> dict[str, Any] | None:
-    """``{"correct", "labels_sha256"[, "confidence"][, "confusion", "confusion_other"]}``, or None for a run
-    without the file.
-
-    ``labels_sha256`` is a str; ``correct`` and ``confidence`` are numpy arrays of one length, ``confusion`` a
-    square int64 matrix and ``confusion_other`` (zeros when the file has none) the predictions outside the
-    classes per true class; together they count every image, and the diagonal the correct ones.  An older
-    file also gives its ``pred`` (and, before 2026-12-03, ``target``, from which ``correct`` and the digest
-    are derived).  Raises ClassbenchError if the file is damaged."""
+def _int_array(value: Any, shape_ok) -> Any:
+    """``value`` (JSON) as an int64 array when it is a list of non-negative integers of an accepted shape."""
     import numpy as np
 
-    path = RunFolder(run_dir).test_predictions
-    if not path.is_file():
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError):
         return None
+    if a.dtype.kind not in "iu" or not shape_ok(a.shape) or (a < 0).any():
+        return None
+    return a.astype(np.int64)
+
+
+def _read_outcomes_json(path: Path) -> dict:
+    import base64
+    import binascii
+
+    import numpy as np
+
+    def damaged(what: str) -> ClassbenchError:
+        return ClassbenchError(f"{plain_text(path)} is damaged ({what}); delete it (the run then counts as one "
+                               "without stored test outcomes).")
+
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise damaged(f"not JSON: {_short(str(e), 60)}") from None
+    if not isinstance(doc, dict) or doc.get("format") != TEST_OUTCOMES_FORMAT:
+        raise damaged(f"its format is not {TEST_OUTCOMES_FORMAT!r}")
+    n, digest, bits = doc.get("images"), doc.get("labels_sha256"), doc.get("correct_bits")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or not isinstance(digest, str) or not isinstance(bits, str):
+        raise damaged("it lacks 'images', 'labels_sha256' or 'correct_bits'")
+    try:
+        packed = np.frombuffer(base64.b64decode(bits, validate=True), dtype=np.uint8)
+    except (binascii.Error, ValueError):
+        raise damaged("'correct_bits' is not base64") from None
+    if packed.size != (n + 7) // 8:
+        raise damaged(f"'correct_bits' holds {packed.size} bytes for {n} images")
+    out: dict[str, Any] = {"correct": np.unpackbits(packed, bitorder="little")[:n].astype(bool), "labels_sha256": digest}
+    if "confusion" in doc:
+        conf = _int_array(doc["confusion"], lambda s: len(s) == 2 and s[0] == s[1])
+        other = _int_array(doc.get("confusion_other", [0] * len(conf if conf is not None else [])),
+                           lambda s: conf is not None and s == (len(conf),))
+        if conf is None or other is None:
+            raise damaged("'confusion' is not a square matrix of counts with a count per class in 'confusion_other'")
+        out["confusion"], out["confusion_other"] = conf, other
+    if "calibration" in doc:
+        cal = doc["calibration"] if isinstance(doc["calibration"], dict) else {}
+        count = _int_array(cal.get("count"), lambda s: len(s) == 1 and s[0] > 0)
+        hits = _int_array(cal.get("correct"), lambda s: count is not None and s == count.shape)
+        try:
+            sums = np.asarray(cal.get("confidence_sum"), dtype=float)
+        except (ValueError, TypeError):
+            sums = None
+        if (count is None or hits is None or sums is None or sums.shape != count.shape or not np.isfinite(sums).all()
+                or (hits > count).any() or (sums < 0).any() or (sums > count).any()):
+            raise damaged("'calibration' is not per-bin counts, correct counts and confidence sums")
+        out["calibration"] = {"count": count, "confidence_sum": sums, "correct": hits}
+    return out
+
+
+def _read_legacy_npz(path: Path) -> dict:
+    """An older run folder's test_predictions.npz in the shape of :func:`read_test_outcomes`; its ``pred``
+    (and ``target``) kept as they are, for copy_record to publish without them."""
+    import numpy as np
+
     out = _load_npz(path)
     pred, target = out.get("pred"), out.get("target")
     if isinstance(pred, np.ndarray) and isinstance(target, np.ndarray) and target.shape == pred.shape:
@@ -682,34 +766,68 @@ def read_test_predictions(run_dir: str | Path) -> dict[str, Any] | None:
             or (pred is not None and (not isinstance(pred, np.ndarray) or pred.shape != correct.shape))
             or not isinstance(digest, np.ndarray) or digest.shape != () or digest.dtype.kind != "U"):
         raise ClassbenchError(f"{plain_text(path)} lacks a 'correct' array and a 'labels_sha256' digest; delete it.")
-    if "confidence" in out and out["confidence"].shape != correct.shape:
-        raise ClassbenchError(f"{plain_text(path)} holds {out['confidence'].size} confidences for {correct.size} "
-                              "predictions; delete it.")
-    conf = out.get("confusion")
-    if conf is not None:
-        other = out.setdefault("confusion_other", np.zeros(conf.shape[0] if conf.ndim else 0, dtype=np.int64))
-    if conf is not None and (conf.ndim != 2 or conf.shape[0] != conf.shape[1] or conf.dtype.kind not in "iu"
-                             or other.shape != (len(conf),) or other.dtype.kind not in "iu"
-                             or (conf < 0).any() or (other < 0).any() or int(conf.sum() + other.sum()) != correct.size
-                             or int(np.trace(conf)) != int(correct.sum())):
-        raise ClassbenchError(f"{plain_text(path)}: its confusion matrix does not count its {correct.size} predictions "
-                              "(damaged); delete it.")
     out["labels_sha256"] = str(digest)
+    if "confusion" in out:
+        out.setdefault("confusion_other", np.zeros(out["confusion"].shape[0] if out["confusion"].ndim else 0, dtype=np.int64))
+    if "confidence" in out:
+        try:
+            out["calibration"] = calibration_bins(out.pop("confidence"), correct)
+        except ValueError as e:
+            raise ClassbenchError(f"{plain_text(path)} is damaged ({e}); delete it.") from None
     return out
 
 
-def published_test_predictions(run_dir: str | Path, labels=None) -> bytes | None:
-    """The test predictions of ``run_dir`` as a record stores them, when its file is in an older format that
-    names a class per image (:data:`TEST_PREDICTIONS_LEGACY`); None when the file is current (copied as it is).
+def test_outcomes_path(run_dir: str | Path) -> Path | None:
+    """The run's stored test outcomes: :data:`TEST_OUTCOMES`, else an older folder's
+    :data:`TEST_PREDICTIONS_NPZ`; None when it has neither."""
+    folder = RunFolder(run_dir)
+    return next((p for p in (folder.test_outcomes, folder.legacy_test_predictions) if p.is_file()), None)
+
+
+def read_test_outcomes(run_dir: str | Path) -> dict[str, Any] | None:
+    """``{"correct", "labels_sha256"[, "confusion", "confusion_other"][, "calibration"]}``, or None for a run
+    without stored test outcomes (:func:`test_outcomes_path`).
+
+    ``labels_sha256`` is a str; ``correct`` a bool array in split order; ``confusion`` a square int64 matrix
+    and ``confusion_other`` the predictions outside the classes per true class (zeros when there are none):
+    together they count every image, and the diagonal the correct ones; ``calibration`` the
+    :func:`calibration_bins`, which count every image.  An older .npz also gives its ``pred`` (and, before
+    2026-12-03, ``target``, from which ``correct`` and the digest are derived).  Raises ClassbenchError,
+    in one line, if the file is damaged."""
+    import numpy as np
+
+    path = test_outcomes_path(run_dir)
+    if path is None:
+        return None
+    out = _read_outcomes_json(path) if path.name == TEST_OUTCOMES else _read_legacy_npz(path)
+    correct, conf = out["correct"], out.get("confusion")
+    if conf is not None:
+        other = out["confusion_other"]
+        if (conf.ndim != 2 or conf.shape[0] != conf.shape[1] or conf.dtype.kind not in "iu"
+                or other.shape != (len(conf),) or other.dtype.kind not in "iu"
+                or (conf < 0).any() or (other < 0).any() or int(conf.sum() + other.sum()) != correct.size
+                or int(np.trace(conf)) != int(correct.sum())):
+            raise ClassbenchError(f"{plain_text(path)}: its confusion matrix does not count its {correct.size} "
+                                  "outcomes (damaged); delete it.")
+    cal = out.get("calibration")
+    if cal is not None and (int(cal["count"].sum()) != correct.size or int(cal["correct"].sum()) != int(correct.sum())):
+        raise ClassbenchError(f"{plain_text(path)}: its calibration bins do not count its {correct.size} outcomes "
+                              "(damaged); delete it.")
+    return out
+
+
+def published_test_outcomes(run_dir: str | Path, labels=None) -> bytes | None:
+    """The :data:`TEST_OUTCOMES` file that a record of ``run_dir`` holds when the run has an older
+    test_predictions.npz instead; None when it has none.
 
     The confusion matrix needs the true labels: the file's own (before 2026-12-03), else ``labels(run_dir)``
     (the dataset's, or None when they are not on this machine), used only when they match the stored digest.
-    Without them the record keeps ``correct``, ``confidence`` and the digest, and has no per-class counts."""
-    import numpy as np
-
-    stored = read_test_predictions(run_dir)
-    if stored is None or not any(k in stored for k in TEST_PREDICTIONS_LEGACY):
+    Without them the record keeps what was right, the calibration and the digest, and has no per-class
+    counts."""
+    folder = RunFolder(run_dir)
+    if folder.test_outcomes.is_file() or not folder.legacy_test_predictions.is_file():
         return None
+    stored = read_test_outcomes(run_dir)
     target = stored.get("target")
     if target is None and "pred" in stored and labels is not None:
         target = labels(run_dir)
@@ -722,9 +840,8 @@ def published_test_predictions(run_dir: str | Path, labels=None) -> bytes | None
         summary = None
     n_cls = summary.get("num_classes") if isinstance(summary, dict) else None
     if target is not None and "pred" in stored and isinstance(n_cls, int) and not isinstance(n_cls, bool):
-        return _npz_bytes(_test_predictions_arrays(stored["pred"], target, stored.get("confidence"), n_cls))
-    kept = {k: stored[k] for k in ("correct", "confidence") if k in stored}
-    return _npz_bytes({**kept, "labels_sha256": np.array(stored["labels_sha256"])})
+        stored.update({k: v for k, v in _outcomes(stored["pred"], target, None, n_cls).items() if k != "labels_sha256"})
+    return _outcomes_json(stored)
 
 
 # ---------------------------------------------------------------- records: a finished run without its weights
@@ -739,7 +856,8 @@ RECORD_COPIED, RECORD_SAME = "copied", "same"
 def record_files(run_dir: str | Path) -> list[Path]:
     """The files of ``run_dir``'s record, relative to it, sorted: every regular file except the checkpoints
     folder, weight files (:data:`WEIGHT_SUFFIXES`), hidden files (the writer lock, half-written temp files)
-    and symlinks (a shared folder's link could point anywhere)."""
+    and symlinks (a shared folder's link could point anywhere).  An older run's test_predictions.npz is
+    listed as the :data:`TEST_OUTCOMES` that the record holds instead (:func:`published_test_outcomes`)."""
     root = Path(run_dir)
     out = []
     for dirpath, dirnames, files in os.walk(root, followlinks=False):
@@ -750,6 +868,9 @@ def record_files(run_dir: str | Path) -> list[Path]:
             if f.startswith(".") or f.lower().endswith(WEIGHT_SUFFIXES) or p.is_symlink() or not p.is_file():
                 continue
             out.append(p.relative_to(root))
+    if Path(TEST_PREDICTIONS_NPZ) in out:
+        out.remove(Path(TEST_PREDICTIONS_NPZ))
+        out = [p for p in out if p != Path(TEST_OUTCOMES)] + [Path(TEST_OUTCOMES)]
     return sorted(out)
 
 
@@ -773,14 +894,12 @@ def record_path(run_dir: str | Path, dest: str | Path) -> Path:
 
 
 def _recorded_bytes(run_dir: Path, rel: Path, labels=None) -> bytes | None:
-    """What a record holds for ``rel`` when it is not a plain copy: test predictions in an older format,
-    rewritten without a class per image (:func:`published_test_predictions`).  None: copy the file."""
-    if rel != Path(TEST_PREDICTIONS):
+    """What a record holds for ``rel`` when it is not a copy of the run's file: the test outcomes of an older
+    run, made from its test_predictions.npz (:func:`published_test_outcomes`; ClassbenchError when that file
+    is damaged, so that no damaged file is published).  None: copy the file."""
+    if rel != Path(TEST_OUTCOMES) or (run_dir / rel).is_file():
         return None
-    try:
-        return published_test_predictions(run_dir, labels)
-    except ClassbenchError:
-        return None  # a damaged file is copied as it is; readers say that it is damaged
+    return published_test_outcomes(run_dir, labels)
 
 
 def _same_file(run_dir: Path, rel: Path, record: Path, labels=None) -> bool:
@@ -789,13 +908,10 @@ def _same_file(run_dir: Path, rel: Path, record: Path, labels=None) -> bool:
     rewritten = _recorded_bytes(run_dir, rel, labels)
     if rewritten is None:
         return filecmp.cmp(run_dir / rel, record / rel, shallow=False)
-    import numpy as np
-
-    try:  # a rewritten file: the same arrays (the zip's own timestamps differ)
-        mine, theirs = _load_npz(record / rel, rewritten), _load_npz(record / rel)
-    except (ClassbenchError, OSError):
+    try:
+        return (record / rel).read_bytes() == rewritten
+    except OSError:
         return False
-    return sorted(mine) == sorted(theirs) and all(np.array_equal(mine[k], theirs[k]) for k in mine)
 
 
 def _same_record(run_dir: Path, files: list[Path], record: Path, labels=None) -> bool:
@@ -819,9 +935,9 @@ def copy_record(run_dir: str | Path, dest: str | Path, labels=None) -> tuple[Pat
 
     Atomic: the files are copied (and fsync'd) into a hidden temporary folder beside the record, which is then
     renamed into place, so a record is complete or absent (readers skip hidden folders).  A record that exists
-    with other contents is never overwritten (ClassbenchError); neither is an unfinished run recorded.  Test
-    predictions in an older format are rewritten without a class per image; ``labels(run_dir)`` gives the
-    dataset's test labels for their confusion matrix (see :func:`published_test_predictions`)."""
+    with other contents is never overwritten (ClassbenchError); neither is an unfinished run recorded.  An older
+    run's test_predictions.npz is published as :data:`TEST_OUTCOMES`, without a class per image; ``labels(run_dir)`` gives the
+    dataset's test labels for their confusion matrix (see :func:`published_test_outcomes`)."""
     import shutil
     import tempfile
 

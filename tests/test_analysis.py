@@ -305,7 +305,7 @@ def test_report_notes_missing_data(runs_dir, tmp_path, monkeypatch):
     old = tmp_path / "runs"  # runs from before stored test predictions: the report must evaluate best.pt
     shutil.copytree(runs_dir, old)
     for run_dir in discover(old):
-        RunFolder(run_dir).test_predictions.unlink(missing_ok=True)
+        RunFolder(run_dir).test_outcomes.unlink(missing_ok=True)
     out = tmp_path / "r.html"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -26,7 +26,7 @@ from classbench.compare.published import load_published
 from classbench.compare.runs import load_runs
 from classbench.config import load_config
 from classbench.io import append_jsonl, atomic_write_json, atomic_write_text
-from classbench.runfolder import write_test_predictions
+from classbench.runfolder import write_test_outcomes
 
 from support.cli import assert_one_clean_error
 from support.configs import REPO
@@ -69,7 +69,7 @@ def fake_run(runs: Path, name: str, seed: int, test_top1: float, *overrides: str
         })
     if correct is not None:
         target = np.arange(len(correct)) % 4
-        write_test_predictions(path, np.where(correct, target, (target + 1) % 4), target, np.full(len(correct), 0.8), 4)
+        write_test_outcomes(path, np.where(correct, target, (target + 1) % 4), target, np.full(len(correct), 0.8), 4)
     return path
 
 
@@ -216,7 +216,7 @@ def test_old_runs_without_predictions_say_so(tmp_path):
     fake_run(runs, "old", 0, 0.80)
     (v,) = build_comparison(load(runs)).verdicts
     assert v.result is None and v.comparable and v.diff == pytest.approx(0.05)
-    assert "no stored test predictions" in v.sentence and "synthetic/old/" in v.sentence
+    assert "no stored test outcomes" in v.sentence and "synthetic/old/" in v.sentence
     assert "McNemar's test is not possible" in v.sentence
 
 
@@ -322,20 +322,22 @@ def _summaries(runs: Path) -> dict[str, list[dict]]:
 
 
 @pytest.mark.slow  # over a second on 2 quiet cores (2026-12-02); the quick loop keeps the cheaper tests
-def test_trainer_stores_test_predictions(trained):
+def test_trainer_stores_test_outcomes(trained):
     from classbench.config import load_run_config
     from classbench.data import test_labels
-    from classbench.runfolder import labels_digest, read_test_predictions
+    from classbench.runfolder import CALIBRATION_BINS, labels_digest, read_test_outcomes
 
     for summary_path in trained.glob("synthetic/*/*/summary.json"):
         s = json.loads(summary_path.read_text())
-        p = read_test_predictions(summary_path.parent)
+        p = read_test_outcomes(summary_path.parent)
         assert p is not None and p["correct"].size == 64  # synthetic test split: synthetic_size // 4
         assert float(p["correct"].mean()) == pytest.approx(s["test_top1"])
         labels = test_labels(load_run_config(summary_path.parent).data)
         assert p["labels_sha256"] == labels_digest(labels) and "target" not in p and "pred" not in p
         assert p["confusion"].sum(axis=1).tolist() == np.bincount(labels, minlength=s["num_classes"]).tolist()
-        assert ((p["confidence"] > 0) & (p["confidence"] <= 1)).all()
+        cal = p["calibration"]  # every image in some confidence bin; none at confidence 0 (bin 0 holds (0, 1/15])
+        assert cal["count"].size == CALIBRATION_BINS and cal["count"].sum() == 64 and cal["correct"].sum() == p["correct"].sum()
+        assert 0 < cal["confidence_sum"].sum() <= 64
 
 
 @pytest.mark.slow  # plots and a report of real runs; the fake-run tests above check each command quickly

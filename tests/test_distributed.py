@@ -143,9 +143,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     assert s2["world_size"] == 2 and s2["batch_size"] == 32 and s2["steps"] == 8
     assert s2["test_top1"] == pytest.approx(s1["test_top1"], abs=0.02)
     # test predictions: the ranks' shards gathered back into test-split order
-    from classbench.runfolder import read_test_predictions
+    from classbench.runfolder import read_test_outcomes
 
-    p1, p2 = read_test_predictions(single), read_test_predictions(ddp)
+    p1, p2 = read_test_outcomes(single), read_test_outcomes(ddp)
     assert p1["labels_sha256"] == p2["labels_sha256"] and p2["correct"].mean() == pytest.approx(s2["test_top1"])
     m1, m2 = metrics_without_timing(single), metrics_without_timing(ddp)
     assert [(r["step"], r["split"]) for r in m1] == [(r["step"], r["split"]) for r in m2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -45,7 +46,7 @@ def test_records_every_finished_run_without_checkpoints_and_skips_the_rest(runs_
                     if not k.startswith(runfolder.CHECKPOINTS + "/") and not k.startswith(".")}
         assert kept == expected  # everything else, byte for byte
         for f in (runfolder.CONFIG, runfolder.ENV, runfolder.STATUS, runfolder.METRICS, runfolder.SUMMARY,
-                  runfolder.TEST_PREDICTIONS):
+                  runfolder.TEST_OUTCOMES):
             assert f in kept
     assert any(k.startswith(runfolder.TENSORBOARD + "/") for k in _files(records[0]))  # toy-a logged TensorBoard
 
@@ -168,42 +169,53 @@ def test_a_destination_that_cannot_hold_records_is_one_line_per_run(runs_dir, tm
 
 
 def _legacy_predictions(run: Path, *, with_labels: bool):
-    """Rewrite ``run``'s test predictions in an older format that named a class per image: ``pred`` and
-    ``target`` (before 2026-12-03), or ``pred`` and the labels' digest (2026-12-03).  Returns (pred, labels)."""
+    """Replace ``run``'s test outcomes by an older test_predictions.npz that named a class per image: ``pred``
+    and ``target`` (before 2026-12-03), or ``pred`` and the labels' digest (2026-12-03), with a confidence per
+    image.  Returns (pred, labels, confidence)."""
     import numpy as np
 
     from classbench.data import run_test_labels
 
-    stored = runfolder.read_test_predictions(run)
+    stored = runfolder.read_test_outcomes(run)
     labels = run_test_labels(run)
     n = len(stored["confusion"])
     pred = np.where(stored["correct"], labels, (labels + 1) % n)  # predictions that fit `correct`
-    arrays = {"pred": pred, "confidence": stored["confidence"]}
+    confidence = np.random.default_rng(0).uniform(1 / n, 1, labels.size).astype(np.float32)
+    arrays = {"pred": pred, "confidence": confidence}
     if with_labels:
         arrays["target"] = labels
     else:
         arrays.update(correct=stored["correct"], labels_sha256=np.array(stored["labels_sha256"]))
-    np.savez_compressed(RunFolder(run).test_predictions, **arrays)
-    return pred, labels
+    np.savez_compressed(RunFolder(run).legacy_test_predictions, **arrays)
+    RunFolder(run).test_outcomes.unlink()
+    return pred, labels, confidence
+
+
+def _recorded_outcomes(record: Path) -> dict:
+    """The record's test outcomes file as JSON; the record holds no .npz."""
+    assert not RunFolder(record).legacy_test_predictions.exists()
+    return json.loads(RunFolder(record).test_outcomes.read_text())
 
 
 @pytest.mark.parametrize("with_labels", [True, False], ids=["labels-stored", "digest-only"])
 def test_an_older_run_s_predicted_classes_are_not_recorded(runs_dir, tmp_path, capsys, with_labels):
     """Older files named a class per image, which gives away the label of every image the model got right.
-    Their record holds whether each was right, the confidences, the digest and the confusion matrix (from the
-    stored labels, or the dataset's when they match the digest); recording again finds it identical."""
-    import numpy as np
-
+    Their record is a test_outcomes.json: whether each was right, the calibration bins of the confidences, the
+    digest and the confusion matrix (from the stored labels, or the dataset's when they match the digest);
+    recording again finds it identical."""
     run = _copy(runfolder.discover(runs_dir)[0], tmp_path / "runs")
-    pred, labels = _legacy_predictions(run, with_labels=with_labels)
+    pred, labels, confidence = _legacy_predictions(run, with_labels=with_labels)
     dest = tmp_path / "results"
     assert main(["record", str(tmp_path / "runs"), "--to", str(dest)]) == 0
     (record,) = runfolder.discover(dest)
-    with np.load(RunFolder(record).test_predictions, allow_pickle=False) as z:
-        assert sorted(z.files) == ["confidence", "confusion", "correct", "labels_sha256"]
-        assert z["correct"].tolist() == (pred == labels).tolist()
-        assert z["confusion"].tolist() == runfolder.confusion_matrix(pred, labels, len(z["confusion"]))[0].tolist()
-        assert str(z["labels_sha256"]) == runfolder.labels_digest(labels)
+    doc = _recorded_outcomes(record)
+    assert sorted(doc) == ["calibration", "confusion", "correct_bits", "format", "images", "labels_sha256"]
+    got = runfolder.read_test_outcomes(record)
+    assert got["correct"].tolist() == (pred == labels).tolist()
+    assert got["confusion"].tolist() == runfolder.confusion_matrix(pred, labels, len(got["confusion"]))[0].tolist()
+    assert got["labels_sha256"] == runfolder.labels_digest(labels)
+    want = runfolder.calibration_bins(confidence, pred == labels)
+    assert {k: v.tolist() for k, v in got["calibration"].items()} == {k: v.tolist() for k, v in want.items()}
     capsys.readouterr()
     assert main(["record", str(tmp_path / "runs"), "--to", str(dest)]) == 0
     assert f"already recorded: {record} (identical)" in capsys.readouterr().out
@@ -213,21 +225,28 @@ def test_an_older_run_s_predicted_classes_are_not_recorded(runs_dir, tmp_path, c
 def test_an_older_run_recorded_without_its_dataset_keeps_no_class_per_image(runs_dir, tmp_path, capsys):
     """Without the dataset's labels the confusion matrix cannot be made: the record keeps the rest, says so,
     and the report's per-class section says why it has no counts."""
-    import numpy as np
-
     run = _copy(runfolder.discover(runs_dir)[0], tmp_path / "runs")
-    pred, labels = _legacy_predictions(run, with_labels=False)
+    _legacy_predictions(run, with_labels=False)
     record, what = runfolder.copy_record(run, tmp_path / "results", labels=lambda _run: None)
     assert what == runfolder.RECORD_COPIED
-    with np.load(RunFolder(record).test_predictions, allow_pickle=False) as z:
-        assert sorted(z.files) == ["confidence", "correct", "labels_sha256"]
+    assert sorted(_recorded_outcomes(record)) == ["calibration", "correct_bits", "format", "images", "labels_sha256"]
     from classbench.compare.report import stored_class_eval
     from classbench.compare.runs import load_runs
 
     (loaded,) = load_runs(record)
     with pytest.raises(ClassbenchError, match="holds no confusion matrix"):
-        stored_class_eval(loaded, runfolder.read_test_predictions(record))
-    assert "pred" in runfolder.read_test_predictions(run)  # the run folder itself is left as it was
+        stored_class_eval(loaded, runfolder.read_test_outcomes(record))
+    assert "pred" in runfolder.read_test_outcomes(run)  # the run folder itself is left as it was
+
+
+def test_an_older_run_with_a_damaged_file_is_not_recorded(runs_dir, tmp_path, capsys):
+    run = _copy(runfolder.discover(runs_dir)[0], tmp_path / "runs")
+    _legacy_predictions(run, with_labels=True)
+    RunFolder(run).legacy_test_predictions.write_bytes(b"PK\x03\x04 cut short")
+    assert main(["record", str(run), "--to", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert "is damaged" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not runfolder.discover(tmp_path / "results")  # nothing half-made was left
 
 
 def test_predictions_outside_the_dataset_s_classes_are_counted_apart(tmp_path):
@@ -239,14 +258,62 @@ def test_predictions_outside_the_dataset_s_classes_are_counted_apart(tmp_path):
 
     target = np.array([0, 1, 2, 2, 1, 0])
     pred = np.array([0, 999, 2, 1, 1, 7])
-    path = runfolder.write_test_predictions(tmp_path, pred, target, np.full(6, 0.5), 3)
-    stored = runfolder.read_test_predictions(tmp_path)
+    path = runfolder.write_test_outcomes(tmp_path, pred, target, np.full(6, 0.5), 3)
+    stored = runfolder.read_test_outcomes(tmp_path)
     assert stored["confusion"].tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
     assert stored["confusion_other"].tolist() == [1, 1, 0] and stored["correct"].sum() == 3
     ev = class_eval(None, stored["confusion"], stored["confusion_other"], 3, classes=None, source=path)
     assert ev.count == 6 and ev.top1 == 0.5 and ev.per_class.tolist() == [0.5, 0.5, 0.5]
     assert "2 prediction(s) name a class outside the dataset's 3" in ev.notes[0]
-    np.savez_compressed(path, correct=stored["correct"], labels_sha256=np.array(stored["labels_sha256"]),
-                        confusion=stored["confusion"])  # the other count dropped: the file no longer adds up
-    with pytest.raises(ClassbenchError, match="does not count its 6 predictions"):
-        runfolder.read_test_predictions(tmp_path)
+    doc = json.loads(path.read_text())
+    del doc["confusion_other"]  # the other count dropped: the file no longer adds up
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ClassbenchError, match="does not count its 6 outcomes"):
+        runfolder.read_test_outcomes(tmp_path)
+
+
+def test_test_outcomes_round_trip_and_name_no_class_per_image(tmp_path):
+    """13 images: the packed bits end mid-byte.  What is read back is what was written, and the file holds no
+    value per image but the packed right/wrong bits."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    target, pred = rng.integers(0, 4, 13), rng.integers(0, 4, 13)
+    confidence = rng.uniform(0, 1, 13)
+    path = runfolder.write_test_outcomes(tmp_path, pred, target, confidence, 4)
+    got = runfolder.read_test_outcomes(tmp_path)
+    assert got["correct"].tolist() == (pred == target).tolist() and got["labels_sha256"] == runfolder.labels_digest(target)
+    assert got["confusion"].tolist() == runfolder.confusion_matrix(pred, target, 4)[0].tolist()
+    assert got["calibration"]["confidence_sum"].tolist() == runfolder.calibration_bins(confidence, pred == target)[
+        "confidence_sum"].tolist()  # exact: JSON keeps every bit of a float
+    assert not [k for k, v in json.loads(path.read_text()).items() if isinstance(v, list) and len(v) == 13]
+    assert runfolder.write_test_outcomes(tmp_path, pred, target, None, 4) and "calibration" not in runfolder.read_test_outcomes(tmp_path)
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda d: d.update(format="something else"), "its format is not"),
+    (lambda d: d.update(correct_bits="AAAA"), "holds 3 bytes for 13 images"),
+    (lambda d: d.update(correct_bits="not base64!"), "is not base64"),
+    (lambda d: d.update(images="13"), "lacks 'images'"),
+    (lambda d: d.update(confusion=[[1, 2], [3]]), "is not a square matrix"),
+    (lambda d: d["confusion"][0].__setitem__(0, d["confusion"][0][0] + 1), "does not count its 13 outcomes"),
+    (lambda d: d["calibration"]["count"].__setitem__(0, d["calibration"]["count"][0] + 1), "calibration bins do not count"),
+    (lambda d: d["calibration"].update(correct=[100] * 15), "'calibration' is not"),
+    (lambda d: d.pop("labels_sha256"), "lacks 'images'"),
+], ids=["format", "bits-length", "bits-base64", "images-type", "ragged", "confusion-sum", "calibration-sum",
+        "calibration-correct", "digest"])
+def test_a_damaged_test_outcomes_file_is_one_line(tmp_path, damage, says):
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    target, pred = rng.integers(0, 4, 13), rng.integers(0, 4, 13)
+    path = runfolder.write_test_outcomes(tmp_path, pred, target, rng.uniform(0, 1, 13), 4)
+    doc = json.loads(path.read_text())
+    damage(doc)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ClassbenchError, match=says) as e:
+        runfolder.read_test_outcomes(tmp_path)
+    assert "\n" not in str(e.value) and "delete it" in str(e.value)
+    path.write_text("{not json")
+    with pytest.raises(ClassbenchError, match="not JSON"):
+        runfolder.read_test_outcomes(tmp_path)

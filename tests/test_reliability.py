@@ -554,7 +554,7 @@ def test_every_torch_load_in_the_package_is_weights_only():
                     # export re-loads the TorchScript bytes it has just made, to verify them: never a user's file
                     verifying_export = (name == "torch.jit.load" and ast.unparse(node.args[0]) == "io.BytesIO(data)"
                                         and path.name == "export.py")
-                    # numpy without pickles reads only arrays (test_predictions.npz)
+                    # numpy without pickles reads only arrays (older runs' test_predictions.npz)
                     no_pickle = name in ("numpy.load", "np.load") and any(
                         k.arg == "allow_pickle" and isinstance(k.value, ast.Constant) and k.value.value is False
                         for k in node.keywords)

@@ -3,9 +3,9 @@
 
 Two tiny runs on synthetic data, one arm each: `plain`, and `flip` scored with eval.tta=true.  Every expected
 number is computed here by plain loops (not through classbench's counting) from best.pt's predictions, the
-true labels and the stored confidences, then compared with what the report shows for the records and for
+true labels and the confidences of best.pt evaluated again, then compared with what the report shows for the records and for
 the original run folders.  The stored file names no class per image (a record is published): it holds the
-confusion matrix, so a record's per-class counts need no dataset.
+confusion matrix and calibration bins, so a record's per-class counts and ECE need no dataset.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from classbench.cli import main
 from classbench.runfolder import (
     TEST_PREDICTIONS_LEGACY,
     RunFolder,
+    calibration_bins,
     discover,
     labels_digest,
-    read_test_predictions,
-    write_test_predictions,
+    read_test_outcomes,
+    write_test_outcomes,
 )
 from support.configs import tiny_config
 
@@ -84,24 +85,30 @@ def _labels(run_dir: Path) -> np.ndarray:
     return build_data(load_run_config(run_dir, check=False).data).splits["test"].labels.numpy()
 
 
-def _best_pt_pred(run_dir: Path) -> np.ndarray:
-    """best.pt's predicted classes, evaluated now as the trainer did (the stored file does not name them)."""
+def _best_pt(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """best.pt's predicted classes and their probabilities, evaluated now as the trainer did (the stored file
+    names no class and keeps no confidence per image)."""
     from classbench.inference.evaluate import evaluate_checkpoint
 
-    return evaluate_checkpoint(run_dir, device="cpu", with_predictions=True)["pred"].numpy()
+    m = evaluate_checkpoint(run_dir, device="cpu", with_predictions=True)
+    return m["pred"].numpy(), m["confidence"].numpy()
 
 
-def _expected(pred: np.ndarray, npz: dict, target: np.ndarray) -> dict:
-    """Confusion matrix, per-class accuracy and ECE from predictions, the stored confidences and the true labels,
-    by the definitions."""
+def _best_pt_pred(run_dir: Path) -> np.ndarray:
+    return _best_pt(run_dir)[0]
+
+
+def _expected(pred: np.ndarray, confidence: np.ndarray | None, target: np.ndarray) -> dict:
+    """Confusion matrix, per-class accuracy and ECE from predictions, their confidences and the true labels, by
+    the definitions."""
     n_cls = 4  # data.num_classes of the tiny config
     cm = [[0] * n_cls for _ in range(n_cls)]
     for t, p in zip(target.tolist(), pred.tolist()):
         cm[t][p] += 1
     per_class = [f"{100 * cm[i][i] / sum(cm[i]):.1f}%" if sum(cm[i]) else "–" for i in range(n_cls)]
     ece = None
-    if "confidence" in npz:
-        conf, ok = npz["confidence"].astype(float).tolist(), (pred == target).tolist()
+    if confidence is not None:
+        conf, ok = confidence.astype(float).tolist(), (pred == target).tolist()
         ece = 0.0
         for b in range(BINS):  # bins (b/15, (b+1)/15], the first also holding 0
             members = [i for i, c in enumerate(conf) if b / BINS < c <= (b + 1) / BINS or (b == 0 and c == 0)]
@@ -128,28 +135,31 @@ def _shown(html: str, arm: str) -> dict:
 @pytest.mark.parametrize("arm", list(ARMS))
 def test_stored_predictions_are_what_summary_and_best_pt_say(runs, arm):
     """summary.json's test_top1 counts exactly the stored predictions, and evaluating best.pt again (as the
-    fallback does) gives the same predictions and confidences; with eval.tta=true too."""
+    fallback does) gives the same predictions and calibration bins; with eval.tta=true too."""
     from classbench.inference.evaluate import evaluate_checkpoint
 
     run_dir = _run(runs, arm)
     summary = json.loads(RunFolder(run_dir).summary_json.read_text())
-    stored = read_test_predictions(run_dir)
+    stored = read_test_outcomes(run_dir)
     assert float(stored["correct"].mean()) == summary["test_top1"]
     m = evaluate_checkpoint(run_dir, device="cpu", with_predictions=True)
     assert m["top1"] == summary["test_top1"]
-    assert stored["confusion"].tolist() == _expected(m["pred"].numpy(), stored, m["target"].numpy())["confusion"]
+    assert stored["confusion"].tolist() == _expected(m["pred"].numpy(), None, m["target"].numpy())["confusion"]
     assert (m["pred"] == m["target"]).numpy().tolist() == stored["correct"].tolist()
     assert stored["labels_sha256"] == labels_digest(m["target"]) == labels_digest(_labels(run_dir))
-    np.testing.assert_allclose(m["confidence"].numpy(), stored["confidence"], rtol=1e-6)
+    bins, ok = stored["calibration"], stored["correct"]
+    again = calibration_bins(m["confidence"].numpy(), ok)
+    assert bins["count"].tolist() == again["count"].tolist() and bins["correct"].tolist() == again["correct"].tolist()
+    np.testing.assert_allclose(bins["confidence_sum"], again["confidence_sum"], rtol=1e-6)
     if arm == "flip":  # TTA changes the predictions of this model, so the check above is about TTA's
         plain = evaluate_checkpoint(run_dir, device="cpu", with_predictions=True, tta=False)
-        assert not np.allclose(plain["confidence"].numpy(), stored["confidence"])
+        assert not np.allclose(calibration_bins(plain["confidence"].numpy(), ok)["confidence_sum"], bins["confidence_sum"])
 
 
 # ---------------------------------------------------------------- records: the analysis without checkpoints
 @pytest.mark.parametrize("arm", list(ARMS))
 def test_a_record_s_report_shows_its_stored_predictions_and_agrees_with_the_run_s(runs, records, reports, arm):
-    want = _expected(_best_pt_pred(_run(runs, arm)), read_test_predictions(_run(records, arm)), _labels(_run(records, arm)))
+    want = _expected(*_best_pt(_run(runs, arm)), _labels(_run(records, arm)))
     rec, orig = _shown(reports["records"], arm), _shown(reports["runs"], arm)
     assert rec["confusion"] == want["confusion"] and rec["per_class"] == want["per_class"]
     assert rec["ece"] == f"{100 * want['ece']:.2f}"
@@ -172,10 +182,10 @@ def test_the_analysis_objects_hold_the_stored_numbers_exactly(runs, records):
     for arm in comp.arms:
         ae = evaluate_arm(arm)
         path = arm.representative.path
-        want = _expected(_best_pt_pred(_run(runs, arm.label)), read_test_predictions(path), _labels(path))
+        want = _expected(*_best_pt(_run(runs, arm.label)), _labels(path))
         assert ae.classes.stored and ae.classes.confusion.tolist() == want["confusion"]
         assert ae.classes.top1 == arm.representative.summary["test_top1"]
-        assert ae.calibration.ece == pytest.approx(want["ece"], abs=1e-12)
+        assert ae.calibration.ece == pytest.approx(want["ece"], abs=1e-6)  # confidences evaluated again: float noise
 
 
 def test_a_tta_arm_shows_the_plain_figure_only_with_its_checkpoint(runs, reports):
@@ -195,10 +205,10 @@ def test_a_tta_arm_shows_the_plain_figure_only_with_its_checkpoint(runs, reports
 # ---------------------------------------------------------------- older runs and incomplete records
 def test_an_old_run_without_stored_predictions_falls_back_to_its_best_pt(runs, tmp_path):
     src = _run(runs, "plain")
-    want = _expected(_best_pt_pred(src), read_test_predictions(src), _labels(src))
+    want = _expected(*_best_pt(src), _labels(src))
     old = tmp_path / "old" / src.relative_to(runs)
     shutil.copytree(src, old)
-    RunFolder(old).test_predictions.unlink()
+    RunFolder(old).test_outcomes.unlink()
     shown = _shown(_report(tmp_path / "old", tmp_path / "r.html"), "plain")
     assert "evaluated now" in shown["block"] and "as the trainer scored it" not in shown["block"]
     assert shown["confusion"] == want["confusion"] and shown["per_class"] == want["per_class"]
@@ -209,15 +219,15 @@ def test_an_old_run_without_stored_predictions_falls_back_to_its_best_pt(runs, t
 def test_a_record_with_neither_predictions_nor_checkpoint_says_so(records, tmp_path):
     bare = tmp_path / "bare"
     shutil.copytree(records, bare)
-    RunFolder(_run(bare, "flip")).test_predictions.unlink()
+    RunFolder(_run(bare, "flip")).test_outcomes.unlink()
     html = _report(bare, tmp_path / "one.html")
     assert ("No per-class analysis of arm flip: its median seed <code>synthetic/flip/"
-            in html and "has neither readable stored test predictions (test_predictions.npz) nor a checkpoints/best.pt" in html)
+            in html and "has neither readable stored test outcomes (test_outcomes.json) nor a checkpoints/best.pt" in html)
     assert "data-arm='plain'>" in html and "<div class='arm-analysis' data-arm='flip'>" not in html
 
-    RunFolder(_run(bare, "plain")).test_predictions.unlink()
+    RunFolder(_run(bare, "plain")).test_outcomes.unlink()
     html = _report(bare, tmp_path / "none.html")
-    assert ("No finished run has stored test predictions (test_predictions.npz) or a checkpoints/best.pt, "
+    assert ("No finished run has stored test outcomes (test_outcomes.json) or a checkpoints/best.pt, "
             "so there is no per-class analysis") in html
     assert "class='arm-analysis'" not in html and "Could not" not in html
 
@@ -227,33 +237,36 @@ def test_stored_predictions_without_confidences_give_no_calibration_and_say_why(
     shutil.copytree(records, rec)
     run_dir = _run(rec, "plain")
     pred, target = _best_pt_pred(_run(runs, "plain")), _labels(run_dir)
-    write_test_predictions(run_dir, pred, target, None, 4)  # as a writer without confidences would
+    write_test_outcomes(run_dir, pred, target, None, 4)  # as a writer without confidences would
     shown = _shown(_report(rec, tmp_path / "r.html"), "plain")
-    assert shown["confusion"] == _expected(pred, {}, target)["confusion"] and shown["ece"] is None
-    assert "Calibration cannot be computed from this record: its test_predictions.npz holds no confidences" in shown["block"]
+    assert shown["confusion"] == _expected(pred, None, target)["confusion"] and shown["ece"] is None
+    assert "Calibration cannot be computed from this record: its test_outcomes.json holds no calibration bins" in shown["block"]
 
 
 def test_stored_predictions_of_another_dataset_are_refused_plainly(runs, records, tmp_path):
     rec = tmp_path / "rec"
     shutil.copytree(records, rec)
     run_dir = _run(rec, "plain")
-    stored = read_test_predictions(run_dir)
-    pred = _best_pt_pred(_run(runs, "plain"))
+    pred, confidence = _best_pt(_run(runs, "plain"))
     pred[0] = 9  # a class this 4-class run does not have: a 10-class matrix
-    write_test_predictions(run_dir, pred, _labels(run_dir), stored["confidence"], 10)
+    write_test_outcomes(run_dir, pred, _labels(run_dir), confidence, 10)
     html = _report(rec, tmp_path / "r.html")
-    assert "Could not read the stored test predictions of <code>synthetic/plain/" in html
+    assert "Could not read the stored test outcomes of <code>synthetic/plain/" in html
     assert "counts 10 classes, but the run has 4; it does not belong to this run" in html
     assert "<div class='arm-analysis' data-arm='flip'>" in html  # the other arm is still analysed
 
 
 def test_stored_predictions_name_no_class_per_image(records):
     """A record is published, and the true labels are the dataset's: a predicted class per image would give the
-    label of every image the model got right, so the file keeps the labels' digest and the confusion matrix."""
+    label of every image the model got right, so the file keeps the labels' digest, the confusion matrix, the
+    calibration bins and whether each image was right, packed."""
     for arm in ARMS:
-        with np.load(RunFolder(_run(records, arm)).test_predictions, allow_pickle=False) as z:
-            assert sorted(z.files) == ["confidence", "confusion", "correct", "labels_sha256"]
-            assert z["correct"].dtype == bool and z["confusion"].dtype == np.int64 and z["confusion"].shape == (4, 4)
+        folder = RunFolder(_run(records, arm))
+        doc = json.loads(folder.test_outcomes.read_text())
+        assert sorted(doc) == ["calibration", "confusion", "correct_bits", "format", "images", "labels_sha256"]
+        assert not folder.legacy_test_predictions.exists()
+        assert isinstance(doc["correct_bits"], str) and np.asarray(doc["confusion"]).shape == (4, 4)
+        assert [len(v) for v in doc["calibration"].values()] == [BINS] * 3
 
 
 def _without_dataset(monkeypatch):
@@ -279,16 +292,18 @@ def test_a_record_s_per_class_counts_need_no_dataset(runs, records, tmp_path, mo
 
 def _older_file(runs: Path, records: Path, tmp_path: Path, *, with_labels: bool) -> tuple[Path, np.ndarray, np.ndarray]:
     """A copy of the records whose plain run keeps its predictions in an older format that named a class per
-    image: ``pred`` and ``target`` (before 2026-12-03), or ``pred`` and the labels' digest (2026-12-03)."""
+    image, in test_predictions.npz: ``pred`` and ``target`` (before 2026-12-03), or ``pred`` and the labels'
+    digest (2026-12-03), each with a confidence per image."""
     rec = tmp_path / "rec"
     shutil.copytree(records, rec)
     run_dir = _run(rec, "plain")
-    stored, pred, target = read_test_predictions(run_dir), _best_pt_pred(_run(runs, "plain")), _labels(run_dir)
-    arrays = {"pred": pred, "confidence": stored["confidence"]}
+    stored, (pred, confidence), target = read_test_outcomes(run_dir), _best_pt(_run(runs, "plain")), _labels(run_dir)
+    arrays = {"pred": pred, "confidence": confidence}
     arrays.update({"target": target} if with_labels else
                   {"correct": stored["correct"], "labels_sha256": np.array(stored["labels_sha256"])})
-    np.savez_compressed(RunFolder(run_dir).test_predictions, **arrays)
-    old = read_test_predictions(run_dir)
+    np.savez_compressed(RunFolder(run_dir).legacy_test_predictions, **arrays)
+    RunFolder(run_dir).test_outcomes.unlink()
+    old = read_test_outcomes(run_dir)
     assert old["correct"].tolist() == stored["correct"].tolist() and old["labels_sha256"] == stored["labels_sha256"]
     assert "confusion" not in old and set(TEST_PREDICTIONS_LEGACY) & set(old)
     return rec, pred, target
@@ -299,17 +314,17 @@ def test_an_old_file_with_labels_is_read_without_the_dataset(runs, records, tmp_
     rec, pred, target = _older_file(runs, records, tmp_path, with_labels=True)
     _without_dataset(monkeypatch)
     shown = _shown(_report(rec, tmp_path / "r.html"), "plain")
-    assert shown["confusion"] == _expected(pred, {}, target)["confusion"]
+    assert shown["confusion"] == _expected(pred, None, target)["confusion"]
 
 
 def test_an_old_file_with_predicted_classes_is_counted_from_the_dataset(runs, records, tmp_path, monkeypatch):
     """Files of 2026-12-03 held ``pred`` and the labels' digest: the labels come from the dataset, checked."""
     rec, pred, target = _older_file(runs, records, tmp_path, with_labels=False)
     shown = _shown(_report(rec, tmp_path / "r.html"), "plain")
-    assert shown["confusion"] == _expected(pred, {}, target)["confusion"]
+    assert shown["confusion"] == _expected(pred, None, target)["confusion"]
     _without_dataset(monkeypatch)
     html = _report(rec, tmp_path / "gone.html")
-    assert "Could not read the stored test predictions of <code>synthetic/plain" in html
+    assert "Could not read the stored test outcomes of <code>synthetic/plain" in html
     assert html.count("DataError: the dataset is gone") == 1  # the flip arm's file holds its confusion matrix
 
 
@@ -319,11 +334,11 @@ def test_an_old_file_is_refused_against_other_labels_and_best_pt_needs_the_datas
     rec, _, _ = _older_file(runs, records, tmp_path, with_labels=False)
     cfg_path = RunFolder(_run(rec, "plain")).config_yaml
     cfg = yaml.safe_load(cfg_path.read_text())
-    stored_n = read_test_predictions(cfg_path.parent)["correct"].size
+    stored_n = read_test_outcomes(cfg_path.parent)["correct"].size
     cfg["data"]["test_size"] = stored_n // 2
     cfg_path.write_text(yaml.safe_dump(cfg))
     html = _report(rec, tmp_path / "other.html")
-    assert "Could not read the stored test predictions of <code>synthetic/plain/" in html
+    assert "Could not read the stored test outcomes of <code>synthetic/plain/" in html
     assert "the test labels of synthetic here are not those synthetic/plain/" in html
     assert f"({stored_n // 2} images here, {stored_n} stored; the digests differ)" in html
     assert "<div class='arm-analysis' data-arm='flip'>" in html  # the other arm is still analysed
@@ -332,7 +347,7 @@ def test_an_old_file_is_refused_against_other_labels_and_best_pt_needs_the_datas
     src = _run(runs, "plain")
     old = tmp_path / "old" / src.relative_to(runs)
     shutil.copytree(src, old)
-    RunFolder(old).test_predictions.unlink()  # a run from before predictions were stored: best.pt must be evaluated
+    RunFolder(old).test_outcomes.unlink()  # a run from before predictions were stored: best.pt must be evaluated
     html = _report(tmp_path / "old", tmp_path / "old.html")
     assert "Could not evaluate <code>synthetic/plain/" in html and "DataError: the dataset is gone" in html
 

@@ -7,7 +7,6 @@ import json
 import shlex
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from classbench import runfolder
@@ -38,21 +37,34 @@ def test_the_records_in_results_load_as_finished_runs_without_weights():
     for run in runs:
         assert run.status == runfolder.FINISHED and not run.warnings, (run.rel, run.warnings)
         assert run.summary and run.metrics and run.config, run.rel
-        predictions = runfolder.read_test_predictions(run.path)
-        assert predictions is not None and predictions["correct"].size > 0, run.rel
-        with np.load(run.folder.test_predictions, allow_pickle=False) as z:  # no part of the dataset is published
-            per_image_classes = [k for k in z.files if z[k].ndim == 1 and z[k].dtype.kind in "iu"
-                                 and z[k].size == predictions["correct"].size]
-            assert not per_image_classes and not set(z.files) & set(runfolder.TEST_PREDICTIONS_LEGACY), \
-                f"{run.rel}: its {runfolder.TEST_PREDICTIONS} names a class per image ({sorted(z.files)}), which gives labels away"
-        assert float(predictions["correct"].mean()) == run.summary["test_top1"], run.rel
-        confusion = predictions["confusion"]  # the report's per-class counts, without the dataset
+        assert runfolder.test_outcomes_path(run.path) == run.folder.test_outcomes, f"{run.rel}: no {runfolder.TEST_OUTCOMES}"
+        outcomes = runfolder.read_test_outcomes(run.path)
+        assert outcomes is not None and outcomes["correct"].size > 0, run.rel
+        doc = json.loads(run.folder.test_outcomes.read_text())  # no part of the dataset is published
+        per_image = [k for k, v in doc.items() if isinstance(v, list) and len(v) == outcomes["correct"].size]
+        assert not per_image and not set(doc) & set(runfolder.TEST_PREDICTIONS_LEGACY), \
+            f"{run.rel}: its {runfolder.TEST_OUTCOMES} holds a value per image ({per_image}), which could give labels away"
+        assert float(outcomes["correct"].mean()) == run.summary["test_top1"], run.rel
+        confusion = outcomes["confusion"]  # the report's per-class counts, without the dataset
         assert confusion.shape == (run.summary["num_classes"],) * 2, run.rel
+        assert outcomes["calibration"]["count"].size == runfolder.CALIBRATION_BINS, run.rel  # the report's ECE
         assert runfolder.record_files(run.path) == sorted(p.relative_to(run.path) for p in run.path.rglob("*")
                                                           if p.is_file()), f"{run.rel} holds more than a record"
     size = sum(p.stat().st_size for p in RESULTS.rglob("*") if p.is_file())
     assert size < MAX_RESULTS_BYTES, f"results/ is {size / 1e6:.1f} MB"
     assert not [p for p in RESULTS.rglob("*") if p.name.lower().endswith(runfolder.WEIGHT_SUFFIXES)]
+
+
+#: What a published record may hold: text (config, env, status, metrics, summary, test outcomes) and the README.
+#: Arrays (.npz, .npy), pickles and images are what datasets are made of: never in the repo.
+RECORD_SUFFIXES = (".json", ".jsonl", ".yaml", ".md")
+
+
+def test_results_hold_only_text_records_and_no_dataset_like_files():
+    files = [p for p in RESULTS.rglob("*") if p.is_file()]
+    assert files
+    odd = [str(p.relative_to(REPO)) for p in files if p.suffix.lower() not in RECORD_SUFFIXES]
+    assert not odd, f"results/ holds files that are not text records: {odd[:5]}"
 
 
 def test_every_generated_block_in_the_docs_equals_what_its_command_prints_now():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from classbench.compare import stats
+from classbench.runfolder import calibration_bins
 
 
 # ---------------------------------------------------------------- describe: mean, std, Student-t CI
@@ -148,7 +149,7 @@ def test_ece_by_hand():
     ok = [True, False, True, True, False, False]
     # bins of width 1/15: 0.95 -> bin 14, 0.55 -> bin 8, 0.30 -> bin 4, 0.02 -> bin 0
     ece = (2 / 6) * abs(0.5 - 0.95) + (2 / 6) * abs(1.0 - 0.55) + (1 / 6) * abs(0 - 0.30) + (1 / 6) * abs(0 - 0.02)
-    c = stats.calibration(conf, ok)
+    c = stats.calibration(calibration_bins(conf, ok))
     assert c.ece == pytest.approx(ece)
     assert c.count.sum() == 6 and c.count[14] == 2 and c.count[8] == 2 and c.count[4] == 1 and c.count[0] == 1
     assert c.accuracy[14] == 0.5 and c.confidence[8] == pytest.approx(0.55) and math.isnan(c.accuracy[7])
@@ -159,10 +160,14 @@ def test_ece_of_a_calibrated_model_is_small():
     rng = np.random.default_rng(0)
     conf = rng.uniform(0.1, 1.0, 200_000)
     ok = rng.uniform(size=conf.size) < conf  # right exactly as often as it says
-    assert stats.calibration(conf, ok).ece < 0.01
-    assert stats.calibration(conf, np.ones_like(ok)).ece == pytest.approx(1 - conf.mean(), abs=1e-9)  # underconfident
+    assert stats.calibration(calibration_bins(conf, ok)).ece < 0.01
+    underconfident = stats.calibration(calibration_bins(conf, np.ones_like(ok)))
+    assert underconfident.ece == pytest.approx(1 - conf.mean(), abs=1e-9)
+    for bad in (([1.5], [True]), ([float("nan")], [True]), ([0.5, 0.5], [True]), ([], [])):
+        with pytest.raises(ValueError):
+            calibration_bins(*bad)
     with pytest.raises(ValueError):
-        stats.calibration([1.5], [True])
+        stats.calibration({"count": [0, 0], "confidence_sum": [0.0, 0.0], "correct": [0, 0]})
 
 
 # ---------------------------------------------------------------- simulations: the tests' error rates

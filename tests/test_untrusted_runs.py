@@ -202,7 +202,7 @@ def png(tmp_path_factory) -> Path:
 def test_a_crafted_checkpoint_is_refused_with_one_line(finished_run, tmp_path, capsys, png, case, via):
     run_dir = _copy_run(finished_run, tmp_path)
     if via == "report":  # without its stored predictions the report must evaluate (so load) best.pt
-        RunFolder(run_dir).test_predictions.unlink()
+        RunFolder(run_dir).test_outcomes.unlink()
     path = RunFolder(run_dir).best_pt
     ckpt = torch.load(path, weights_only=True)
     _craft(ckpt, case)

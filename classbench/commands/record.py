@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 HELP = ("Copy each finished run under the given folders, without checkpoints, to DEST/<dataset>/<name>/<stamp>/ "
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if not found:
         raise ClassbenchError(f"No run folder under {' '.join(args.runs)}: nothing to record.")
     recorded, problems = 0, 0
+    labels = functools.cache(_dataset_labels)  # asked again when an existing record is compared: one note a run
     for run_dir in found:
         if not runfolder.is_finished(run_dir):
             try:
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             continue
         try:
-            record, what = runfolder.copy_record(run_dir, args.to, labels=_dataset_labels)
+            record, what = runfolder.copy_record(run_dir, args.to, labels=labels)
         except ClassbenchError as e:
             print(f"error: {e}", file=sys.stderr)
             problems += 1

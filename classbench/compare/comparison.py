@@ -14,7 +14,7 @@
   the time to reach it.
 * **Verdicts**: every arm against the best arm (highest mean test top-1) or
   against a baseline.  Welch's t-test over seeds when both arms hold two or more
-  runs; McNemar's exact test on the stored test predictions when both hold one
+  runs; McNemar's exact test on the stored test outcomes when both hold one
   run (that tests the two trained models, not the recipes); Holm's correction
   over all the comparisons made.
 * Bad input never raises here: unfinished and crashed runs are left out and
@@ -97,7 +97,7 @@ class Arm:
     train_img_per_s: float | None
     wall_time_s: float | None
     time_to_target: TimeToTarget | None = None
-    predictions: dict[str, dict | None] = field(default_factory=dict)  # run path -> stored test predictions
+    outcomes: dict[str, dict | None] = field(default_factory=dict)  # run path -> stored test outcomes (None: none or damaged)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -124,8 +124,8 @@ class Arm:
         return ranked[(len(ranked) - 1) // 2]
 
     def test_count(self) -> int | None:
-        """Test images scored, from the stored predictions (None when no run has them)."""
-        counts = {p["correct"].size for p in self.predictions.values() if p is not None}
+        """Test images scored, from the stored test outcomes (None when no run has them)."""
+        counts = {p["correct"].size for p in self.outcomes.values() if p is not None}
         return counts.pop() if len(counts) == 1 else None
 
     def to_json(self) -> dict[str, Any]:
@@ -394,11 +394,11 @@ def build_arms(runs: Sequence[Run], *, target: float | None = None) -> tuple[lis
                              "they count as separate samples but are not independent draws")
         for r in arm_runs:
             try:
-                arm.predictions[str(r.path)] = runfolder.read_test_predictions(r.path)
+                arm.outcomes[str(r.path)] = runfolder.read_test_outcomes(r.path)
             except ClassbenchError as e:
-                arm.predictions[str(r.path)] = None
+                arm.outcomes[str(r.path)] = None
                 arm.notes.append(str(e))
-        counts = sorted({p["correct"].size for p in arm.predictions.values() if p is not None})
+        counts = sorted({p["correct"].size for p in arm.outcomes.values() if p is not None})
         if len(counts) > 1:
             arm.notes.append(f"arm {arm.label}: its runs were scored on different numbers of test images "
                              f"({', '.join(map(str, counts))}); the data changed between them")
@@ -424,15 +424,15 @@ def _cohort_difference(a: Arm, b: Arm) -> str | None:
 
 
 def _paired_outcomes(a: Arm, b: Arm) -> tuple[Any, Any] | str:
-    """(correct_a, correct_b) on the same test images from the stored predictions, or why not."""
-    pa, pb = a.predictions.get(str(a.runs[0].path)), b.predictions.get(str(b.runs[0].path))
+    """(correct_a, correct_b) on the same test images from the stored test outcomes, or why not."""
+    pa, pb = a.outcomes.get(str(a.runs[0].path)), b.outcomes.get(str(b.runs[0].path))
     missing = [arm.runs[0].rel for arm, p in ((a, pa), (b, pb)) if p is None]
     if missing:
-        return (f"{' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no stored test predictions "
-                f"({runfolder.TEST_PREDICTIONS}; runs trained before classbench stored them), so McNemar's test "
+        return (f"{' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no stored test outcomes "
+                f"({runfolder.TEST_OUTCOMES}; runs trained before classbench stored them), so McNemar's test "
                 "is not possible")
     if pa["correct"].size != pb["correct"].size or pa["labels_sha256"] != pb["labels_sha256"]:
-        return "their stored test predictions are not for the same test images in the same order, so McNemar's test is not possible"
+        return "their stored test outcomes are not for the same test images in the same order, so McNemar's test is not possible"
     return pa["correct"], pb["correct"]
 
 

@@ -9,7 +9,7 @@ classbench.compare.comparison), the arm table with its confidence intervals, the
 per-run table (both selections), the learning curves (per arm: mean with a band,
 when any arm has several seeds), accuracy against size, for each arm the
 per-class accuracy, confusion matrix and calibration of its median seed's
-best.pt on the test split (from the test predictions the trainer stored, so a
+best.pt on the test split (from the test outcomes the trainer stored, so a
 record without checkpoints has them too; best.pt is evaluated only for older
 runs, and for a TTA run's plain accuracy), each run's config differences from
 the group's common config, and the runs' environments and warnings.
@@ -31,7 +31,8 @@ import numpy as np
 
 from ..errors import ClassbenchError
 from ..io import atomic_write_text
-from ..runfolder import CONFIG, SUMMARY, TEST_PREDICTIONS, RunFolder, checkpoint_rel, confusion_matrix, plain_text
+from ..runfolder import (CONFIG, SUMMARY, TEST_OUTCOMES, RunFolder, calibration_bins, checkpoint_rel, confusion_matrix,
+                         plain_text, test_outcomes_path)
 from . import stats
 from .comparison import Arm, Comparison, arm_cells, arm_columns, build_comparison, excluded_lines
 from .plots import arm_colors, make_arm_figures, make_figures, reliability_figure, run_colors
@@ -63,13 +64,13 @@ class ClassEval:
     """Test-split predictions of best.pt, counted per class: the trainer's stored ones or a new evaluation."""
 
     run: Run
-    source: Path  # where the predictions come from: the checkpoint evaluated, or the stored predictions file
+    source: Path  # where the predictions come from: the checkpoint evaluated, or the stored test outcomes file
     classes: list[str]
     confusion: np.ndarray  # (C, C) counts, rows = true class, cols = predicted
     other: np.ndarray  # (C,) predictions outside the C classes (a head with more outputs), per true class
     step: int | None = None
     notes: list[str] = field(default_factory=list)
-    stored: bool = False  # True: the trainer's own predictions, read from the run folder; nothing was evaluated
+    stored: bool = False  # True: the trainer's own test outcomes, read from the run folder; nothing was evaluated
 
     @property
     def support(self) -> np.ndarray:
@@ -151,7 +152,7 @@ def _class_eval(run: Run, m: dict) -> ClassEval:
 
 def stored_targets(run: Run, stored: dict) -> np.ndarray:
     """The true class of each image behind a run's stored test predictions in an older format (with ``pred`` and
-    no confusion matrix; :func:`classbench.runfolder.read_test_predictions`).
+    no confusion matrix; :func:`classbench.runfolder.read_test_outcomes`).
 
     Such a file holds only a digest of the labels, so they are read from the dataset that the run's config
     names, on this machine, and checked against the digest.  Files from before 2026-12-03 hold the labels
@@ -172,7 +173,7 @@ def stored_targets(run: Run, stored: dict) -> np.ndarray:
 
 
 def stored_class_eval(run: Run, stored: dict) -> ClassEval:
-    """Count the trainer's stored test predictions (:func:`classbench.runfolder.read_test_predictions`) per class.
+    """Count the trainer's stored test outcomes (:func:`classbench.runfolder.read_test_outcomes`) per class.
 
     They agree with summary.json's ``test_top1`` by construction, with or without ``eval.tta``: at the end of
     a run the trainer makes ONE call of ``classbench.train.evaluate.evaluate`` on best.pt (with the run's
@@ -206,12 +207,13 @@ def stored_class_eval(run: Run, stored: dict) -> ClassEval:
         raise ClassbenchError(f"{plain_text(folder.summary_json)} has no valid num_classes ({plain_text(repr(n_cls))[:60]}), so its stored "
                               "test predictions cannot be counted per class.")
     step = summary.get("best_step")
-    kw = dict(classes=classes, source=folder.test_predictions, notes=notes, stored=True,
+    source = test_outcomes_path(run.path) or folder.test_outcomes
+    kw = dict(classes=classes, source=source, notes=notes, stored=True,
               step=step if isinstance(step, int) and not isinstance(step, bool) else None)
     if "confusion" in stored:
         return class_eval(run, stored["confusion"], stored["confusion_other"], n_cls, **kw)
     if "pred" not in stored:
-        raise ClassbenchError(f"{plain_text(folder.test_predictions)} holds no confusion matrix (it was recorded where "
+        raise ClassbenchError(f"{plain_text(source)} holds no confusion matrix (it was recorded where "
                               "the dataset's labels were not at hand), so its per-class counts cannot be made.")
     return count_predictions(run, stored["pred"], stored_targets(run, stored), n_cls, **kw)
 
@@ -502,12 +504,12 @@ STORED, CHECKPOINT = "stored", "checkpoint"
 
 def analysis_source(arm: Arm) -> str | None:
     """Where the per-arm analysis of the arm's median seed comes from: :data:`STORED` (the trainer's test
-    predictions; a damaged file counts as absent, and the arm's notes say so), :data:`CHECKPOINT` (best.pt,
-    evaluated: a run from before predictions were stored, or a stored file without the confidences that
+    outcomes; a damaged file counts as absent, and the arm's notes say so), :data:`CHECKPOINT` (best.pt,
+    evaluated: a run from before outcomes were stored, or a stored file without the calibration bins that
     best.pt can give), or None when the run has neither."""
-    stored = arm.predictions.get(str(arm.representative.path))
+    stored = arm.outcomes.get(str(arm.representative.path))
     has_best = RunFolder(arm.representative.path).best_pt.is_file()
-    if stored is not None and ("confidence" in stored or not has_best):
+    if stored is not None and ("calibration" in stored or not has_best):
         return STORED
     return CHECKPOINT if has_best else None
 
@@ -515,39 +517,39 @@ def analysis_source(arm: Arm) -> str | None:
 def evaluate_arm(arm: Arm, *, device: str = "cpu", limit: int | None = None) -> ArmEval:
     """Per-class accuracy, confusion matrix and calibration of the arm's median seed's best.pt on the test split.
 
-    From the trainer's stored test predictions when the run has them (nothing is evaluated: they are the very
+    From the trainer's stored test outcomes when the run has them (nothing is evaluated: they are the very
     predictions behind summary.json's test_top1, see :func:`stored_class_eval`), so a record without
     checkpoints has its analysis.  best.pt is evaluated through the one checkpoint-evaluation path only for runs
-    from before predictions were stored, and for stored files without confidences when best.pt is there to give
-    them.  A TTA run's plain (no-TTA) top-1 always needs best.pt; without it a note says so.  ``limit`` applies
-    to evaluations only.  Raises ClassbenchError when the run has neither source, and whatever the evaluation
-    raises when it fails."""
+    from before outcomes were stored, and for stored files without calibration bins when best.pt is there to
+    give them.  A TTA run's plain (no-TTA) top-1 always needs best.pt; without it a note says so.  ``limit``
+    applies to evaluations only.  Raises ClassbenchError when the run has neither source, and whatever the
+    evaluation raises when it fails."""
     from ..inference.evaluate import evaluate_checkpoint
 
     run = arm.representative
     source = analysis_source(arm)
     has_best = RunFolder(run.path).best_pt.is_file()
     notes: list[str] = []
+    bins = None
     if source == STORED:
-        stored = arm.predictions[str(run.path)]
+        stored = arm.outcomes[str(run.path)]
         ev = stored_class_eval(run, stored)
-        correct, confidence = stored["correct"], stored.get("confidence")
-        if confidence is None:
-            notes.append(f"Calibration cannot be computed from this record: its {TEST_PREDICTIONS} holds no confidences "
-                         f"(the predicted class's probability), and there is no {checkpoint_rel('best')} to evaluate.")
+        bins = stored.get("calibration")
+        if bins is None:
+            notes.append(f"Calibration cannot be computed from this record: its {TEST_OUTCOMES} holds no calibration "
+                         f"bins (they need the predicted class's probability), and there is no "
+                         f"{checkpoint_rel('best')} to evaluate.")
     elif source == CHECKPOINT:
         m = evaluate_checkpoint(run.path, split="test", kind="best", device=device, with_predictions=True, limit=limit)
         ev = _class_eval(run, m)
-        correct, confidence = m["pred"].numpy() == m["target"].numpy(), m["confidence"].numpy()
-    else:
-        raise ClassbenchError(f"{plain_text(run.rel)} has neither stored test predictions ({TEST_PREDICTIONS}) nor "
-                              f"a {checkpoint_rel('best')}.")
-    cal = None
-    if confidence is not None:
         try:
-            cal = stats.calibration(confidence, np.asarray(correct))
-        except ValueError as e:  # a damaged stored file: the per-class counts above still stand
+            bins = calibration_bins(m["confidence"].numpy(), m["pred"].numpy() == m["target"].numpy())
+        except ValueError as e:
             notes.append(f"Calibration not computed from {plain_text(ev.source)}: {e}.")
+    else:
+        raise ClassbenchError(f"{plain_text(run.rel)} has neither stored test outcomes ({TEST_OUTCOMES}) nor "
+                              f"a {checkpoint_rel('best')}.")
+    cal = None if bins is None else stats.calibration(bins)
     plain = None
     if arm.tta and not has_best:
         notes.append(f"The plain (no-TTA) test top-1 needs {checkpoint_rel('best')}, which this record does not hold; "
@@ -575,7 +577,7 @@ def _arm_analysis_html(ae: ArmEval, index: int, colors: dict[str, str]) -> str:
     if ae.plain_top1 is not None:
         acc += f" · <strong>{100 * ae.plain_top1:.2f}%</strong> plain (no TTA)"
     at = "" if ev.step is None else f" at step {ev.step}"
-    how = (f"as the trainer scored it when the run finished (its stored <code>{esc(TEST_PREDICTIONS)}</code>; "
+    how = (f"as the trainer scored it when the run finished (its stored <code>{esc(TEST_OUTCOMES)}</code>; "
            "nothing re-evaluated)" if ev.stored else "evaluated now")
     out = [f"<div class='arm-analysis' data-arm='{esc(arm.label)}'><h3>{sw}{esc(arm.label)}</h3>",
            f"<p>{seed}: <code>{esc(ev.run.rel)}</code>, checkpoint <code>{checkpoint_rel('best')}</code>{at}, "
@@ -597,22 +599,22 @@ def _arm_analysis_html(ae: ArmEval, index: int, colors: dict[str, str]) -> str:
 def _per_arm_html(comp: Comparison, colors: dict[str, str], *, per_class: bool, device: str, limit: int | None) -> str:
     sources = {a.key: analysis_source(a) for a in comp.arms[:MAX_ARMS_ANALYSED]}
     if not any(sources.values()):
-        return (f"<p class='note'>No finished run has stored test predictions ({esc(TEST_PREDICTIONS)}) or a "
+        return (f"<p class='note'>No finished run has stored test outcomes ({esc(TEST_OUTCOMES)}) or a "
                 f"{checkpoint_rel('best')}, so there is no per-class analysis: runs from before classbench stored "
-                "their test predictions need their checkpoint, and a record holds none.</p>")
+                "their test outcomes need their checkpoint, and a record holds none.</p>")
     if not per_class:
         return "<p class='note'>Per-class analysis skipped (--no-per-class).</p>"
     out = []
     for i, arm in enumerate(comp.arms[:MAX_ARMS_ANALYSED]):
         if sources[arm.key] is None:
             out.append(f"<p class='note'>No per-class analysis of arm {esc(arm.label)}: its median seed "
-                       f"<code>{esc(arm.representative.rel)}</code> has neither readable stored test predictions "
-                       f"({esc(TEST_PREDICTIONS)}) nor a {checkpoint_rel('best')}.</p>")
+                       f"<code>{esc(arm.representative.rel)}</code> has neither readable stored test outcomes "
+                       f"({esc(TEST_OUTCOMES)}) nor a {checkpoint_rel('best')}.</p>")
             continue
         try:
             ae = evaluate_arm(arm, device=device, limit=limit)
         except Exception as e:  # data or checkpoint unavailable, a damaged stored file: a note, not a failure
-            what = "read the stored test predictions of" if sources[arm.key] == STORED else "evaluate"
+            what = "read the stored test outcomes of" if sources[arm.key] == STORED else "evaluate"
             out.append(f"<div class='box warn'>Could not {what} <code>{esc(arm.representative.rel)}</code> of arm "
                        f"{esc(arm.label)} on the test split: {esc(type(e).__name__)}: {esc(e)}</div>")
             continue

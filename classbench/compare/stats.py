@@ -13,8 +13,8 @@ Everything a verdict needs, and nothing that knows about run folders:
 * :func:`holm`: Holm's step-down correction over a family of p-values.
 * :func:`seeds_for_power`: how many seeds per arm a two-sided t-test needs to
   detect a given difference with a given power (noncentral t).
-* :func:`calibration`: expected calibration error over equal-width confidence
-  bins (15 by default, as in Guo et al. 2017) and the reliability-diagram bins.
+* :func:`calibration`: expected calibration error and the reliability diagram
+  from equal-width confidence bins (a run stores 15, as in Guo et al. 2017).
 
 Scores are fractions (0.9123), as in summary.json; the callers turn them into
 points (percentage points) for people.
@@ -33,8 +33,6 @@ from scipy import stats as st
 #: Confidence level of every interval, and the significance level of every verdict.
 CONFIDENCE = 0.95
 ALPHA = 0.05
-#: Reliability-diagram bins (Guo et al., "On Calibration of Modern Neural Networks", 2017).
-ECE_BINS = 15
 
 
 @dataclass(frozen=True)
@@ -206,25 +204,20 @@ class Calibration:
     count: np.ndarray  # (bins,) images in each bin
 
 
-def calibration(confidence: Sequence[float], correct: Sequence[bool], bins: int = ECE_BINS) -> Calibration:
-    """ECE = sum over bins of (images in bin / all images) * |accuracy - mean confidence|.
-
-    ``confidence`` is the probability the model gave its predicted class.  Bins are
-    equal-width and right-closed, (k/B, (k+1)/B], the first also holding 0.
-    """
-    conf = np.asarray(confidence, dtype=float)
-    ok = np.asarray(correct, dtype=bool)
-    if conf.shape != ok.shape or conf.ndim != 1 or conf.size == 0:
-        raise ValueError("calibration() needs equally long, non-empty confidence and correctness arrays")
-    if np.any((conf < 0) | (conf > 1)) or not np.all(np.isfinite(conf)):
-        raise ValueError("confidences must be probabilities in [0, 1]")
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
-    count = np.bincount(idx, minlength=bins)
-    conf_sum = np.bincount(idx, weights=conf, minlength=bins)
-    acc_sum = np.bincount(idx, weights=ok.astype(float), minlength=bins)
+def calibration(bins: dict) -> Calibration:
+    """ECE = sum over bins of (images in bin / all images) * |accuracy - mean confidence|, from the per-bin
+    image counts, confidence sums and correct counts over equal-width confidence bins: what a run stores
+    (:func:`classbench.runfolder.calibration_bins` makes them from per-image confidences and outcomes, the
+    one binning for stored and freshly evaluated predictions).  ValueError when the bins hold no image."""
+    count = np.asarray(bins["count"], dtype=np.int64)
+    conf_sum = np.asarray(bins["confidence_sum"], dtype=float)
+    acc_sum = np.asarray(bins["correct"], dtype=float)
+    total = int(count.sum())
+    if total <= 0 or conf_sum.shape != count.shape or acc_sum.shape != count.shape:
+        raise ValueError("calibration needs bins of equal length holding at least one image")
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.where(count > 0, conf_sum / np.maximum(count, 1), np.nan)
         acc = np.where(count > 0, acc_sum / np.maximum(count, 1), np.nan)
-    ece = float(np.sum(np.abs(acc_sum - conf_sum)) / conf.size)  # = sum_b (n_b / N) |acc_b - conf_b|
-    return Calibration(ece, edges, mean_conf, acc, count)
+    ece = float(np.sum(np.abs(acc_sum - conf_sum)) / total)  # = sum_b (n_b / N) |acc_b - conf_b|
+    return Calibration(ece, np.linspace(0.0, 1.0, count.size + 1), mean_conf, acc, count)
+

@@ -178,7 +178,7 @@ def test_labels(cfg):
 def run_test_labels(run_dir):
     """The test labels of the dataset that a stored run's config names, read on this machine (the run's data
     root when it still exists, else $CLASSBENCH_DATA), for readers of test predictions stored in an older format
-    (``classbench.runfolder.published_test_predictions``, the report), which hold only their digest.
+    (``classbench.runfolder.published_test_outcomes``, the report), which hold only the labels' digest.
     Raises DataError/ClassbenchError when the dataset is not here."""
     from ..config import load_run_config
     from ..runfolder import RunFolder, data_config_for_reader

@@ -100,10 +100,10 @@ class Recorder:
                 self.tb.close()
             raise
 
-    def test_predictions(self, pred, target, confidence, num_classes: int) -> None:
-        """best.pt's prediction of every test image (before summary.json, so a finished run has it)."""
+    def test_outcomes(self, pred, target, confidence, num_classes: int) -> None:
+        """What best.pt made of the test split (before summary.json, so a finished run has it)."""
         if self.is_main:
-            runfolder.write_test_predictions(self.run_dir, pred, target, confidence, num_classes)
+            runfolder.write_test_outcomes(self.run_dir, pred, target, confidence, num_classes)
 
     def finish(self, summary: dict, message: str = "") -> None:
         """summary.json and status "finished"; `message` says why a run ended early (early stopping)."""

@@ -396,7 +396,7 @@ class Trainer:
     def _finish(self) -> Path:
         wall = self.meter.wall()
         test = self._test_of_best()  # every rank: under DDP each evaluates its test shard
-        self._write_test_predictions(test)
+        self._write_test_outcomes(test)
         if self.is_main:
             self.recorder.finish(self._summary(wall, test), self.recipe.stop_reason or "")
         distributed.barrier(self.dist)
@@ -416,8 +416,8 @@ class Trainer:
             normalize=self.normalize, channels_last=self.channels_last)
         return evaluate(model, loader, precision=self.precision, tta=self.cfg.eval.tta, with_predictions=True)
 
-    def _write_test_predictions(self, test: dict) -> None:
-        """Store best.pt's test predictions (McNemar's test and calibration in compare and report)."""
+    def _write_test_outcomes(self, test: dict) -> None:
+        """Store best.pt's test outcomes (McNemar's test, per-class counts and calibration in compare and report)."""
         if "pred" not in test:
             return
         import numpy as np
@@ -430,7 +430,7 @@ class Trainer:
         for rank, shard in enumerate(shards):  # rank r evaluated images r, r + W, r + 2W, ... (DeviceLoader's eval shard)
             for k, v in shard.items():
                 full[k][rank::world] = v
-        self.recorder.test_predictions(**full, num_classes=self.data.num_classes)
+        self.recorder.test_outcomes(**full, num_classes=self.data.num_classes)
 
     def _summary(self, wall: float, test: dict) -> dict:
         """summary.json.  A new field goes here (and into docs/design.md's summary.json)."""
