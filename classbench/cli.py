@@ -74,6 +74,19 @@ def _interrupt_between_imports(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of a Ctrl-C: a KeyboardInterrupt that landed inside a library can leave it half
+    done, and its clean-up then raises an error of its own (omegaconf: an AttributeError from a half-built
+    config node, wrapped in its own error) with the interrupt in its chain."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     quiet = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     if quiet:
@@ -81,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C while the commands load (torch imports take seconds): no traceback
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
+    except Exception as e:
+        if not _interrupted(e):
+            raise
         print("interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT
     finally:
@@ -102,6 +120,9 @@ def _main(argv: list[str] | None) -> int:
         print(f"stopped: {e}", file=sys.stderr)
         return INTERRUPTED_EXIT
     except ClassbenchError as e:
+        if _interrupted(e):  # e.g. a config error made of a library's half-done work when Ctrl-C came
+            print("interrupted", file=sys.stderr)
+            return INTERRUPTED_EXIT
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

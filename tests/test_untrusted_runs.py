@@ -352,6 +352,34 @@ def test_disk_full_inside_a_checkpoint_write_is_a_clean_failure(tiny_cfg, tiny_t
 
 
 # ============================================================================ Ctrl-C during start-up
+@pytest.mark.parametrize("wrapped", [False, True], ids=["library-error", "config-error"])
+def test_ctrl_c_that_a_library_turns_into_its_own_error_is_an_interruption(tmp_path, monkeypatch, capsys, wrapped):
+    """Seen in CI (2026-12-03): Ctrl-C landed while omegaconf built the config; its clean-up of the half-built
+    node raised an AttributeError, which omegaconf wrapped, and a traceback was printed.  Whatever a library
+    makes of the interrupt, the command says "interrupted" and exits 130."""
+    import classbench.config
+    from classbench.errors import ConfigError
+
+    def half_built(*args, **kwargs):
+        try:
+            try:
+                raise KeyboardInterrupt
+            finally:
+                None._invalidate_flags_cache()  # the library's clean-up of a node that was never set
+        except AttributeError as e:
+            if wrapped:
+                raise ConfigError(f"bad config: {e}") from e
+            raise RuntimeError(f"{e}\n    full_key: data") from e
+
+    monkeypatch.setattr(classbench.config, "load_config", half_built)
+    assert main(["train", str(write_cfg(tmp_path / "c.yaml", SMALL))]) == 130
+    err = capsys.readouterr().err
+    assert err == "interrupted\n"
+    monkeypatch.setattr(classbench.config, "load_config", lambda *a, **k: None._invalidate_flags_cache())
+    with pytest.raises(AttributeError):  # a plain bug is not taken for an interruption
+        main(["train", str(write_cfg(tmp_path / "c.yaml", SMALL))])
+
+
 @pytest.mark.slow  # spawns processes
 def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path):
     """From the moment classbench starts importing torch (Python's own start-up before that is not ours)."""
