@@ -93,13 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _interrupt_between_imports)  # training installs its own stop handlers
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # Ctrl-C while the commands load (torch imports take seconds): no traceback
-        print("interrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT
-    except Exception as e:
+    except (KeyboardInterrupt, Exception) as e:  # Ctrl-C while the commands load (torch imports take seconds)
         if not _interrupted(e):
             raise
-        print("interrupted", file=sys.stderr)
+        print("interrupted", file=sys.stderr)  # no traceback
         return INTERRUPTED_EXIT
     finally:
         if quiet:
