@@ -287,6 +287,29 @@ def test_sigint_and_sigterm_save_a_resumable_checkpoint_and_say_how_to_resume(tm
         count("signal_stops")
 
 
+def test_a_signal_inherited_as_ignored_stays_ignored_while_training():
+    """A shell starts background jobs with SIGINT ignored; a run must not catch what its sweep ignores."""
+    from classbench.train.distributed import catch_stop_signals
+
+    seen = []
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with catch_stop_signals(seen.append):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGTERM)  # not ignored before: caught
+        assert seen == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with catch_stop_signals(seen.append):  # the usual case: both are caught
+            signal.raise_signal(signal.SIGINT)
+        assert seen == [signal.SIGTERM, signal.SIGINT]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 # ============================================================================ 4. non-finite loss
 def _nan_from(trainer: Trainer, start: int, stop: int | None = None, files: dict | None = None) -> None:
     """Make the training forward return NaN logits for steps start..stop-1 (0-based step counter)."""

@@ -252,14 +252,19 @@ def all_ranks(flag: bool, info: DistInfo) -> bool:
 @contextlib.contextmanager
 def catch_stop_signals(on_signal):
     """While inside, SIGINT and SIGTERM call ``on_signal(signum)`` instead of ending the process (the loop
-    then stops at a step boundary).  Only the main thread can install handlers; elsewhere this does nothing."""
+    then stops at a step boundary).  Only the main thread can install handlers; elsewhere this does nothing.
+
+    A signal that this process inherited as ignored stays ignored: a shell starts background jobs with
+    SIGINT ignored, and catching it here would let ``kill -INT`` stop one run while its sweep, which
+    ignores it, starts the next."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {s: signal.signal(s, lambda signum, frame: on_signal(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, lambda signum, frame: on_signal(signum))
+           for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:
