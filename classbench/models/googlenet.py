@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..layers.init import kaiming_relu_
 from .registry import register_model
 
 
@@ -78,11 +79,7 @@ class GoogLeNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(1024, num_classes)
         mode = "fan_out" if init == "kaiming_fan_out" else "fan_in"
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d) or (mode == "fan_in" and isinstance(m, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        kaiming_relu_(self, mode, linear=mode == "fan_in")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..layers.init import kaiming_relu_
 from .registry import register_model
 
 # (out_channels, stride)
@@ -54,11 +55,8 @@ class MobileNetV1(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
-        for m in self.modules():
-            if init == "kaiming_fan_out" and isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        if init == "kaiming_fan_out":
+            kaiming_relu_(self, "fan_out")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..layers.init import kaiming_relu_
 from .registry import register_model
 
 
@@ -99,11 +100,8 @@ class Xception(nn.Module):
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(2048, num_classes)
-        for m in self.modules():
-            if init == "kaiming_fan_out" and isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        if init == "kaiming_fan_out":
+            kaiming_relu_(self, "fan_out")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.exit(self.middle(self.entry(x)))
