@@ -375,17 +375,26 @@ def test_the_accuracy_clock_leaves_checkpoint_writes_out(tiny_cfg, monkeypatch):
 def test_compile_auto_decision_rule():
     from classbench.train.compile_choice import MEASURED, MIN_STEPS, decide
 
-    kw = dict(family="vit", device_type="cpu", precision="bf16", batch_size=256)
-    gain = MEASURED[("vit", "cpu", "bf16")]
+    kw = dict(model="mcvit_tiny", device_type="cpu", precision="bf16", batch_size=256)
+    gain = MEASURED[("mcvit_tiny", "cpu", "bf16")]
     # break-even: steps x step time x (1 - 1/speedup) = compile time
     even = gain.compile_s / ((256 / gain.eager_img_per_s) * (1 - 1 / gain.speedup))
     assert decide("auto", steps=int(even * 0.9), **kw)[0] is False
     on, why = decide("auto", steps=int(even * 1.1) + MIN_STEPS, **kw)
     assert on is True and why.startswith("auto:")
-    assert decide("auto", steps=MIN_STEPS - 1, family="vit", device_type="cpu", precision="bf16", batch_size=10**6)[0] is False
-    assert decide("auto", steps=10**6, family="vit", device_type="cuda", precision="bf16", batch_size=256) == \
-        (False, "auto: compiling vit on cuda in bf16 was not measured")
-    assert decide("auto", steps=10**6, family="airbench", device_type="cpu", precision="fp32", batch_size=512)[0] is False
+    assert decide("auto", steps=MIN_STEPS - 1, **{**kw, "batch_size": 10**6})[0] is False
+    assert decide("auto", steps=10**6, **{**kw, "device_type": "cuda"}) == \
+        (False, "auto: compiling mcvit_tiny on cuda in bf16 was not measured")
+    assert decide("auto", steps=10**6, model="airbench_net", device_type="cpu", precision="fp32", batch_size=512)[0] is False
+    # per model, not per family: a wider ViT of the same family was measured slower compiled, and an
+    # unmeasured one is not compiled on its family's word
+    on, why = decide("auto", steps=10**6, model="vitn_12x256_p8", device_type="cpu", precision="bf16", batch_size=128)
+    assert on is False and "measured no faster" in why
+    assert decide("auto", steps=10**6, model="vitn_12x256_p8_ra", device_type="cpu", precision="bf16",
+                  batch_size=128) == (False, "auto: compiling vitn_12x256_p8_ra on cpu in bf16 was not measured")
+    # every row names a registered model, so a renamed model cannot leave a row that never matches
+    from classbench.models import list_models
+    assert {name for name, _, _ in MEASURED} <= set(list_models())
     assert decide("on", steps=1, **kw) == (True, "train.compile=on")
     assert decide("off", steps=10**6, **kw) == (False, "train.compile=off")
 

@@ -35,7 +35,7 @@ from ..data.augment import build_augment
 from ..data.loader import DeviceLoader, Normalize, to_float
 from ..errors import ClassbenchError, NonFiniteLossError, TrainingInterrupted
 from ..models import create_model
-from ..models.registry import get_entry, uses_channels_last
+from ..models.registry import uses_channels_last
 from . import compile_choice, distributed, hostload, resume_plan, step
 from .checkpoint import (GlobalRNG, lacking_train_state, load_checkpoint, load_model_state, load_train_state,
                          model_record, train_state)
@@ -114,7 +114,7 @@ class Trainer:
         if self.dist.world_size > 1:  # the init above is shared; dropout, MixStyle & co draw per-rank streams
             torch.manual_seed(distributed.rank_seed(cfg.train.seed, self.dist.rank))
         self.compile, self.compile_choice = compile_choice.decide(
-            cfg.train.compile, family=get_entry(cfg.model.name).family, device_type=self.device.type,
+            cfg.train.compile, model=cfg.model.name, device_type=self.device.type,
             precision=self.precision, steps=self.total_steps, batch_size=cfg.train.batch_size)
         if self.compile:
             compile_choice.use_shared_inductor_cache(cfg.train.runs_dir)
