@@ -292,7 +292,9 @@ def test_a_signal_inherited_as_ignored_stays_ignored_while_training():
     from classbench.train.distributed import catch_stop_signals
 
     seen = []
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # whatever the test runner installed: a known start
     try:
         with catch_stop_signals(seen.append):
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
@@ -307,7 +309,8 @@ def test_a_signal_inherited_as_ignored_stays_ignored_while_training():
         assert seen == [signal.SIGTERM, signal.SIGINT]
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
-        signal.signal(signal.SIGINT, before)
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 # ============================================================================ 4. non-finite loss
