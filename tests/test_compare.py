@@ -220,13 +220,24 @@ def test_old_runs_without_predictions_say_so(tmp_path):
     assert "McNemar's test is not possible" in v.sentence
 
 
-def test_mixed_arm_sizes_are_not_tested(tmp_path):
+def test_one_run_against_seeds_is_tested_on_the_seeds_spread(tmp_path, capsys):
     runs = tmp_path / "runs"
-    fake_run(runs, "one", 0, 0.85)
+    fake_run(runs, "one", 0, 0.74)
     for seed in (0, 1, 2):
         fake_run(runs, "three", seed, 0.80 + seed / 100)
-    (v,) = build_comparison(load(runs)).verdicts
-    assert v.result is None and "one has one run and three has 3" in v.sentence
+    expected = stats.single_run_t(0.74, [0.80, 0.81, 0.82])
+    # Default framing: the best arm (three) is a, so the difference is three - one; with --baseline three, one - three.
+    for baseline, sign in ((None, -1), ("three", 1)):
+        (v,) = build_comparison(load(runs), baseline=baseline).verdicts
+        r = v.result
+        assert r.test == "single-run t" and r.p_value == pytest.approx(expected.p_value) and r.df == 2
+        assert r.diff == pytest.approx(sign * expected.diff)
+        assert sorted(r.ci95) == pytest.approx(sorted(sign * c for c in expected.ci95))
+        assert r.ci95[0] < r.diff < r.ci95[1]
+        assert "1 run against 3 seeds, assuming one varies over seeds as three does" in v.sentence
+    assert expected.p_value < 0.05  # 7 points below seeds 1 point apart: significant even on 2 df, and said so
+    rc, out, _ = cli(capsys, "compare", str(runs), "--baseline", "three")
+    assert rc == 0 and "one trails three by 7.0 points" in out and "single-run t p = " in out
 
 
 def test_arms_on_different_images_are_not_compared(tmp_path, capsys):

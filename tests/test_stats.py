@@ -68,6 +68,31 @@ def test_welch_refuses_one_seed_and_names_zero_spread():
     assert r.p_value is None and r.ci95 is None and "no spread" in r.note and r.diff == pytest.approx(0.1)
 
 
+# ---------------------------------------------------------------- one run against several seeds
+def test_single_run_t_by_hand():
+    sample = [0.90, 0.92, 0.91, 0.95, 0.89]
+    mean = sum(sample) / 5
+    sd = math.sqrt(sum((v - mean) ** 2 for v in sample) / 4)
+    scale = sd * math.sqrt(1 + 1 / 5)  # Crawford & Howell (1998): the one score's noise plus the mean's
+    t_975_4 = 2.776  # Student t, 4 df, two-sided 95 % (any printed t table)
+    r = stats.single_run_t(0.97, sample)
+    assert r.test == "single-run t" and r.df == 4
+    assert r.diff == pytest.approx(0.97 - mean) and r.statistic == pytest.approx((0.97 - mean) / scale)
+    assert r.ci95[0] == pytest.approx(0.97 - mean - t_975_4 * scale, abs=2e-5)
+    assert r.ci95[1] == pytest.approx(0.97 - mean + t_975_4 * scale, abs=2e-5)
+    # A score exactly at the edge of the 95 % prediction interval has p = 0.05 (to the table's 3 decimals).
+    assert stats.single_run_t(mean + t_975_4 * scale, sample).p_value == pytest.approx(0.05, abs=2e-4)
+    assert stats.single_run_t(mean - t_975_4 * scale, sample).p_value == pytest.approx(0.05, abs=2e-4)
+    assert (r.p_value < 0.05) == (r.ci95[0] > 0)
+
+
+def test_single_run_t_refuses_one_seed_and_names_zero_spread():
+    with pytest.raises(ValueError):
+        stats.single_run_t(0.9, [0.8])
+    r = stats.single_run_t(0.9, [0.8, 0.8, 0.8])
+    assert r.p_value is None and r.ci95 is None and "no seed spread" in r.note and r.diff == pytest.approx(0.1)
+
+
 # ---------------------------------------------------------------- McNemar's exact test
 def _paired(n01: int, n10: int, both: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
     a = np.array([True] * n01 + [False] * n10 + [True] * both + [False] * neither)
@@ -202,6 +227,18 @@ def test_false_positive_rate_of_equal_arms_stays_near_005():
     rate = hits / repeats
     tol = 4 * math.sqrt(0.05 * 0.95 / repeats)
     assert abs(rate - 0.05) < tol, rate
+
+
+def test_single_run_t_false_positive_rate_stays_near_005():
+    """One run against 3 seeds of an equally good recipe, 4,000 repeats (4 binomial sd = +-0.014).
+
+    The exact rate is 0.05.  A one-sample t-test of the seeds' mean against the one run, which forgets
+    that run's own seed noise, would reject about 16 % of the time here (`ttest_1samp`, 20,000 draws); the test must not."""
+    rng = np.random.default_rng(21)
+    repeats = 4000
+    hits = sum(stats.single_run_t(rng.normal(0.9, SEED_SD), rng.normal(0.9, SEED_SD, 3)).p_value < 0.05
+               for _ in range(repeats))
+    assert abs(hits / repeats - 0.05) < 4 * math.sqrt(0.05 * 0.95 / repeats), hits / repeats
 
 
 @pytest.mark.slow  # 2,000 repeats

@@ -15,7 +15,9 @@
 * **Verdicts**: every arm against the best arm (highest mean test top-1) or
   against a baseline.  Welch's t-test over seeds when both arms hold two or more
   runs; McNemar's exact test on the stored test outcomes when both hold one
-  run (that tests the two trained models, not the recipes); Holm's correction
+  run (that tests the two trained models, not the recipes); the t-test of one
+  run against the other arm's seeds when one arm holds one run and the other
+  several (Crawford and Howell's, on the other arm's seed spread); Holm's correction
   over all the comparisons made.
 * Bad input never raises here: unfinished and crashed runs are left out and
   listed, arms scored on different images are not compared (with the reason),
@@ -25,6 +27,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -445,9 +448,12 @@ def _test(a: Arm, b: Arm) -> stats.TestResult | str:
         if isinstance(paired, str):
             return paired + "; with one run per arm there is no seed spread for Welch's t-test either"
         return stats.mcnemar(*paired)
-    one, many = (a, b) if a.n == 1 else (b, a)
-    return (f"{one.label} has one run and {many.label} has {many.n}: Welch's t-test needs at least two seeds in each "
-            "arm (and McNemar's test one run in each)")
+    # One run against several seeds: the one run is tested against the other arm's seed spread.
+    if a.n == 1:
+        return stats.single_run_t(a.test_values[0], b.test_values)
+    r = stats.single_run_t(b.test_values[0], a.test_values)
+    ci = None if r.ci95 is None else (-r.ci95[1], -r.ci95[0])
+    return dataclasses.replace(r, diff=-r.diff, ci95=ci, statistic=None if r.statistic is None else -r.statistic)
 
 
 def _seeds_phrase(a: Arm, b: Arm) -> str:
@@ -466,6 +472,10 @@ def _sentence(v: Verdict, *, family: int) -> str:
     holm = f", {_p_clause('Holm', v.p_adjusted)}" if family > 1 else ""
     if r.test == "welch":
         stat = f"{_p_clause('Welch', r.p_value)}{holm}; {_seeds_phrase(v.a, v.b)}"
+    elif r.test == "single-run t":
+        one, many = (v.a, v.b) if v.a.n == 1 else (v.b, v.a)
+        stat = (f"{_p_clause('single-run t', r.p_value)}{holm}; 1 run against {many.n} seeds, assuming "
+                f"{one.label} varies over seeds as {many.label} does")
     else:
         n01, n10 = r.discordant
         stat = (f"{_p_clause('McNemar exact', r.p_value)}{holm}; {r.count} paired test images, "

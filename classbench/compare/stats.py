@@ -7,6 +7,8 @@ Everything a verdict needs, and nothing that knows about run folders:
   estimate).
 * :func:`welch`: Welch's t-test of two arms (unequal variances) with the 95 % CI
   of the difference of means on the Welch–Satterthwaite degrees of freedom.
+* :func:`single_run_t`: the t-test of one run against another arm's seeds
+  (Crawford and Howell 1998), borrowing that arm's seed spread.
 * :func:`mcnemar`: McNemar's exact test on paired predictions of two trained
   models on the same test images (the exact binomial test on the discordant
   pairs), with a CI of the difference in accuracy.
@@ -64,12 +66,12 @@ def describe(values: Sequence[float], confidence: float = CONFIDENCE) -> Descrip
 class TestResult:
     """One two-arm test.  ``diff`` is a minus b; ``p_value`` is None when no test was possible."""
 
-    test: str  # "welch" | "mcnemar"
+    test: str  # "welch" | "single-run t" | "mcnemar"
     diff: float
     ci95: tuple[float, float] | None
     p_value: float | None
     statistic: float | None = None
-    df: float | None = None  # welch: Welch–Satterthwaite degrees of freedom
+    df: float | None = None  # welch: Welch–Satterthwaite degrees of freedom; single-run t: n - 1
     discordant: tuple[int, int] | None = None  # mcnemar: (a right & b wrong, a wrong & b right)
     count: int | None = None  # mcnemar: paired test images
     note: str = ""  # why p_value is None
@@ -92,6 +94,31 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE
     ci = res.confidence_interval(confidence)
     return TestResult("welch", diff, (float(ci.low), float(ci.high)), float(res.pvalue),
                       statistic=float(res.statistic), df=float(res.df))
+
+
+def single_run_t(x: float, sample: Sequence[float], confidence: float = CONFIDENCE) -> TestResult:
+    """Two-sided t-test of one run's score ``x`` against the mean of another arm's seeds (``sample``).
+
+    One run has no seed spread of its own, so Welch's test cannot be used; this test borrows the
+    sample's, assuming that both recipes vary as much from seed to seed.  It is Crawford and Howell's
+    (1998) test of one score against a small sample: ``t = (x - mean) / (s * sqrt(1 + 1/n))`` on
+    ``n - 1`` degrees of freedom.  The ``1`` counts the one run's own seed noise, the ``1/n`` that of the
+    sample's mean, so under normal scores of equal variance the test is exact (x lies outside the
+    sample's prediction interval exactly when p < 1 - confidence).  The CI is that of ``x - mean``.
+    """
+    xs = np.asarray(sample, dtype=float)
+    if xs.ndim != 1 or xs.size < 2:
+        raise ValueError("the single-run t-test needs at least two values in the sample")
+    n, diff = int(xs.size), float(x - xs.mean())
+    if np.ptp(xs) == 0:
+        return TestResult("single-run t", diff, None, None, df=float(n - 1),
+                          note="every seed of the other arm scored the same, so there is no seed spread to test against")
+    scale = float(xs.std(ddof=1)) * math.sqrt(1 + 1 / n)
+    df = n - 1
+    t = diff / scale
+    half = float(st.t.ppf(0.5 + confidence / 2, df)) * scale
+    return TestResult("single-run t", diff, (diff - half, diff + half), float(2 * st.t.sf(abs(t), df)),
+                      statistic=t, df=float(df))
 
 
 def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool], confidence: float = CONFIDENCE) -> TestResult:
