@@ -375,28 +375,50 @@ def test_the_accuracy_clock_leaves_checkpoint_writes_out(tiny_cfg, monkeypatch):
 def test_compile_auto_decision_rule():
     from classbench.train.compile_choice import MEASURED, MIN_STEPS, decide
 
-    kw = dict(model="mcvit_tiny", device_type="cpu", precision="bf16", batch_size=256)
-    gain = MEASURED[("mcvit_tiny", "cpu", "bf16")]
+    kw = dict(model="mcvit_tiny", hardware="cpu:amx", precision="bf16", batch_size=256)
+    gain = MEASURED[("mcvit_tiny", "cpu:amx", "bf16")]
     # break-even: steps x step time x (1 - 1/speedup) = compile time
     even = gain.compile_s / ((256 / gain.eager_img_per_s) * (1 - 1 / gain.speedup))
     assert decide("auto", steps=int(even * 0.9), **kw)[0] is False
     on, why = decide("auto", steps=int(even * 1.1) + MIN_STEPS, **kw)
     assert on is True and why.startswith("auto:")
     assert decide("auto", steps=MIN_STEPS - 1, **{**kw, "batch_size": 10**6})[0] is False
-    assert decide("auto", steps=10**6, **{**kw, "device_type": "cuda"}) == \
+    assert decide("auto", steps=10**6, **{**kw, "hardware": "cuda"}) == \
         (False, "auto: compiling mcvit_tiny on cuda in bf16 was not measured")
-    assert decide("auto", steps=10**6, model="airbench_net", device_type="cpu", precision="fp32", batch_size=512)[0] is False
+    # a gain measured with AMX does not hold on a CPU with AVX-512 BF16 alone
+    assert decide("auto", steps=10**6, **{**kw, "hardware": "cpu:avx512_bf16"}) == \
+        (False, "auto: compiling mcvit_tiny on cpu:avx512_bf16 in bf16 was not measured")
+    assert decide("auto", steps=10**6, model="airbench_net", hardware="cpu:avx512", precision="fp32", batch_size=512)[0] is False
     # per model, not per family: a wider ViT of the same family was measured slower compiled, and an
     # unmeasured one is not compiled on its family's word
-    on, why = decide("auto", steps=10**6, model="vitn_12x256_p8", device_type="cpu", precision="bf16", batch_size=128)
+    on, why = decide("auto", steps=10**6, model="vitn_12x256_p8", hardware="cpu:amx", precision="bf16", batch_size=128)
     assert on is False and "measured no faster" in why
-    assert decide("auto", steps=10**6, model="vitn_12x256_p8_ra", device_type="cpu", precision="bf16",
-                  batch_size=128) == (False, "auto: compiling vitn_12x256_p8_ra on cpu in bf16 was not measured")
-    # every row names a registered model, so a renamed model cannot leave a row that never matches
+    assert decide("auto", steps=10**6, model="vitn_12x256_p8_ra", hardware="cpu:amx", precision="bf16",
+                  batch_size=128) == (False, "auto: compiling vitn_12x256_p8_ra on cpu:amx in bf16 was not measured")
+    # every row names a registered model and a kind of hardware that hardware() can return, so a renamed
+    # model or kind cannot leave a row that never matches
     from classbench.models import list_models
+    from classbench.train.compile_choice import hardware
     assert {name for name, _, _ in MEASURED} <= set(list_models())
+    kinds = {hardware("cpu", p, frozenset(f)) for p in ("bf16", "fp32")
+             for f in ({"amx_bf16", "avx512_bf16", "avx512f", "avx2"}, {"avx512_bf16", "avx512f", "avx2"}, {"avx2"}, set())}
+    assert {kind for _, kind, _ in MEASURED} <= kinds | {"cuda"}
     assert decide("on", steps=1, **kw) == (True, "train.compile=on")
     assert decide("off", steps=10**6, **kw) == (False, "train.compile=off")
+
+
+def test_compile_hardware_is_detected_from_the_cpu_flags():
+    from classbench.train.compile_choice import hardware
+
+    xeon_amx = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    zen4 = frozenset({"avx2", "avx512f", "avx512_bf16"})
+    zen1 = frozenset({"avx2", "fma"})  # the AMD EPYC family 23 model 1 of 2026-12-03
+    assert [hardware("cpu", "bf16", f) for f in (xeon_amx, zen4, zen1)] == ["cpu:amx", "cpu:avx512_bf16", "cpu:no-bf16"]
+    # fp32 matmuls never use AMX: the Xeon and Zen 4 are one kind in fp32
+    assert [hardware("cpu", "fp32", f) for f in (xeon_amx, zen4, zen1, frozenset())] == \
+        ["cpu:avx512", "cpu:avx512", "cpu:avx2", "cpu:no-avx2"]
+    assert hardware("cuda", "bf16") == "cuda"
+    assert hardware("cpu", "fp32").startswith("cpu:")  # this machine's own flags
 
 
 def test_compile_auto_is_the_default_and_never_compiles_a_short_run(tiny_cfg, monkeypatch):
