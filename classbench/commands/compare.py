@@ -10,7 +10,8 @@ from .summary import add_run_selection
 
 # No percent sign in HELP: argparse %-formats a sub-command's help.
 HELP = ("Compare arms (a recipe's runs over seeds): difference of mean test top-1 with its confidence interval, "
-        "Welch's t-test (McNemar's with one run per arm), Holm-corrected, as a plain sentence.")
+        "Welch's t-test (McNemar's with one run per arm; one run against several seeds: Crawford and Howell's t-test), "
+        "Holm-corrected, as a plain sentence.")
 
 FORMATS = ("text", "markdown", "json")
 

@@ -4,7 +4,7 @@ The file needs nothing but a browser: the figures are inlined as base64 PNG,
 the CSS is inline, and there is no script and no external resource, so it
 opens offline and can be mailed or archived as is.
 
-Sections, in order: the verdict of the comparison (Welch or McNemar, Holm-corrected;
+Sections, in order: the verdict of the comparison (Welch, McNemar or the one-run t-test, Holm-corrected;
 classbench.compare.comparison), the arm table with its confidence intervals, the
 per-run table (both selections), the learning curves (per arm: mean with a band,
 when any arm has several seeds), accuracy against size, for each arm the
