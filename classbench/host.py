@@ -38,6 +38,13 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(_cpuinfo().get("flags", "").split())
 
 
+def cpu_bf16_unit(flags: frozenset[str] | None = None) -> str | None:
+    """The CPU's bf16 matmul hardware from /proc/cpuinfo's flags (or ``flags``): "amx" (AMX-BF16),
+    "avx512_bf16", or None where bf16 is only emulated."""
+    flags = cpu_flags() if flags is None else flags
+    return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else None
+
+
 def cpu_summary() -> dict:
     """What env.json records: model name, family/model numbers and the speed-relevant flags present."""
     info = _cpuinfo()

@@ -27,7 +27,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..host import cpu_flags
+from ..host import cpu_bf16_unit, cpu_flags
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def hardware(device_type: str, precision: str, flags: frozenset[str] | None = No
         return device_type
     flags = cpu_flags() if flags is None else flags
     if precision == "bf16":
-        isa = "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else "no-bf16"
+        isa = cpu_bf16_unit(flags) or "no-bf16"
     else:  # fp32 (no row was measured at another precision on a CPU)
         isa = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "no-avx2"
     return f"cpu:{isa}"
