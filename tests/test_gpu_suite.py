@@ -62,13 +62,20 @@ def test_smoke_runs_the_whole_plan_on_cpu_and_records_it_outside_the_repo(tmp_pa
     assert resnet18["resnet18"][0]["train"]["steps"] == 2  # the smoke budget, on seed 003's recipe
     assert resnet18["resnet18"][0]["model"]["args"]["init"] == "kaiming_fan_in"
 
-    suite = records(results / "gpu-seed002-cifar100")
-    enhuiz = {p.stem for p in (REPO / "configs" / "cifar100").glob("*.yaml") if "enhuiz/image-classification" in p.read_text()}
-    assert set(suite) == enhuiz and len(enhuiz) == 19
-    seeds = {name: sorted(c["train"]["seed"] for c in cfgs) for name, cfgs in suite.items()}
-    # one seed each; the insight questions' arms get the smoke's 2 seeds (the GPU run: 3)
-    assert seeds == {name: [0, 1] if name in INSIGHT else [0] for name in enhuiz}
-    assert all(c["data"]["name"] == "cifar100" for cfgs in suite.values() for c in cfgs)
+    for dataset in ("cifar10", "cifar100"):
+        suite = records(results / f"gpu-seed002-{dataset}")
+        enhuiz = {p.stem for p in (REPO / "configs" / dataset).glob("*.yaml")
+                  if "enhuiz/image-classification" in p.read_text()}
+        assert set(suite) == enhuiz and len(enhuiz) == 19
+        seeds = {name: sorted(c["train"]["seed"] for c in cfgs) for name, cfgs in suite.items()}
+        # one seed each; the insight questions' arms get the smoke's 2 seeds (the GPU run: 3)
+        assert seeds == {name: [0, 1] if name in INSIGHT else [0] for name in enhuiz}
+        assert all(c["data"]["name"] == dataset for cfgs in suite.values() for c in cfgs)
+
+    pooling = records(results / "gpu-seed004-cifar10")
+    assert sorted(pooling) == ["cvit-tiny", "mcvit-tiny"]
+    assert all(sorted(c["train"]["seed"] for c in cfgs) == [0, 1] for cfgs in pooling.values())
+    assert {c["model"]["name"] for cfgs in pooling.values() for c in cfgs} == {"cvit_tiny", "mcvit_tiny"}
 
     fast = records(results / "gpu-fast")
     assert list(fast) == ["fast"] and sorted(c["train"]["seed"] for c in fast["fast"]) == [0, 1]
@@ -88,6 +95,29 @@ def test_without_cifar100_the_suite_part_is_skipped_with_a_message(tmp_path):
 
 
 @pytest.mark.slow
+def test_time_limit_stops_the_suite_cleanly_and_a_rerun_goes_on(tmp_path):
+    data = tmp_path / "data"
+    write_cifar10(data, n_train_per_batch=20, n_test=40)
+    # seed002-cifar10's smoke is 24 runs (19 configs, 5 more seeds): one at a time they take well over 40 s
+    # (a run's process start alone takes seconds), so the limit stops that sweep while it runs, after the
+    # data check, and the next part never starts
+    proc = run_suite(tmp_path, data, "--smoke", "--jobs", "1", "--only", "seed002-cifar10", "seed003-resnet18",
+                     "--time-limit", "40")
+    assert proc.returncode == 3, (proc.stdout + proc.stderr)[-3000:]
+    assert "stopped at --time-limit (40 s): seed002-cifar10's sweep" in proc.stdout
+    assert "not started: seed003-resnet18's sweep of 1 config(s)" in proc.stdout
+    assert "FAILED" not in proc.stdout and "run the same command again to go on" in proc.stdout
+    results = tmp_path / "out" / "results"
+    first = sum(len(v) for v in records(results / "gpu-seed002-cifar10").values()) if results.exists() else 0
+    assert first < 24  # what finished is recorded, and only that
+    # a rerun goes on: the part that never started runs and is recorded (the sweep resumes stopped runs:
+    # tests/test_sweep.py)
+    proc = run_suite(tmp_path, data, "--smoke", "--only", "seed003-resnet18")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert list(records(results / "gpu-seed003-resnet18")) == ["resnet18"]
+
+
+@pytest.mark.slow
 def test_a_copy_that_does_not_load_fails_the_part(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -100,6 +130,7 @@ def test_a_copy_that_does_not_load_fails_the_part(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--only", "nope"], "unknown part 'nope'"),
     (["--seeds-fast", "0"], "must be positive integers"),
+    (["--time-limit", "10m"], "must be positive integers"),
     (["--jobs", "x"], "must be positive integers"),
     (["--device"], "--device needs a value"),
     (["--smoke", "--results", str(REPO / "results" / "smoke")], "must not write into the repo's results/"),
