@@ -229,6 +229,34 @@ def test_a_gpu_index_beyond_the_visible_gpus_is_refused(monkeypatch):
         resolve_device("cuda:2")
 
 
+def test_a_bare_cuda_or_auto_device_gets_the_current_gpus_index(monkeypatch):
+    """Found on the first real GPU (H200, torch 2.11, 2026-12-04): train.device=cuda (and auto) resolved to
+    an index-less device, which torch.cuda.set_device refuses, so every single-GPU run crashed at start."""
+    from classbench.train.precision import resolve_device, setup_device
+
+    fake_gpus(monkeypatch, 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    chosen = []
+
+    def set_device(d):  # as strict as torch's: a device needs its index
+        if isinstance(d, torch.device) and d.index is None:
+            raise ValueError(f"Expected a torch.device with a specified index or an integer, but got:{d}")
+        chosen.append(torch.device(d))
+
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    old = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.fp32_precision,
+           torch.backends.cudnn.conv.fp32_precision)
+    try:
+        for name in ("cuda", "auto"):
+            device = resolve_device(name)
+            assert device == torch.device("cuda", 1)
+            setup_device(device)
+        assert chosen == [torch.device("cuda", 1)] * 2
+    finally:
+        (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.fp32_precision,
+         torch.backends.cudnn.conv.fp32_precision) = old
+
+
 def test_the_cpu_run_records_its_device_settings_and_deterministic_run_repeats(tiny_cfg):
     """Finding 7: train.deterministic, recorded in summary.json; two deterministic runs agree exactly."""
     from classbench.train.trainer import train

@@ -405,3 +405,24 @@ def test_cli_models_filter_and_errors():
     assert rc == 2 and "error:" in err
     rc, _, err = _cli(["models", "--filter", "("])
     assert rc == 2 and "regular expression" in err
+
+
+def test_airbench_batchnorm_trains_only_its_bias_and_keeps_its_checkpoint_keys():
+    """The fixed scale of ones (CUDA's backward with no weight gave an empty bias gradient) changes neither
+    the output, nor what trains, nor the keys of a checkpoint."""
+    import torch.nn.functional as F
+
+    from classbench.models.airbench import ScaledBiasBatchNorm
+
+    torch.manual_seed(0)
+    bn = ScaledBiasBatchNorm(4, bias_scale=8.0)
+    with torch.no_grad():
+        bn.bias.copy_(torch.randn(4))
+    x = torch.randn(6, 4, 5, 5)
+    out = bn(x)
+    ref = F.batch_norm(x, torch.zeros(4), torch.ones(4), None, bn.bias.detach() * 8.0, True, bn.momentum, bn.eps)
+    torch.testing.assert_close(out, ref)
+    assert [name for name, _ in bn.named_parameters()] == ["bias"]
+    assert set(bn.state_dict()) == {"bias", "running_mean", "running_var"}
+    (out * torch.arange(4.0).view(1, 4, 1, 1)).sum().backward()
+    assert bn.bias.grad.shape == (4,) and torch.isfinite(bn.bias.grad).all()

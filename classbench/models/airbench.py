@@ -45,9 +45,12 @@ class ScaledBiasBatchNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
+        # A fixed scale of ones rather than none: CUDA's batch-norm backward with no weight returned an empty
+        # bias gradient (torch 2.11 on an H200, 2026-12-04).  Not persistent: checkpoints are unchanged.
+        self.register_buffer("scale", torch.ones(num_features), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.batch_norm(x, self.running_mean, self.running_var, None, self.bias * self.bias_scale,
+        return F.batch_norm(x, self.running_mean, self.running_var, self.scale, self.bias * self.bias_scale,
                             self.training, self.momentum, self.eps)
 
 

@@ -13,14 +13,18 @@ from ..errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a torch device; a GPU always with its index (``cuda`` -> ``cuda:<current>``),
+    because torch.cuda.set_device and per-device state refuse a bare ``cuda``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"train.device={name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name} but no CUDA GPU is visible; use train.device=auto or cpu.")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         n = torch.cuda.device_count()
         raise ConfigError(f"train.device={name} but only {n} GPU{'s are' if n != 1 else ' is'} visible "
