@@ -19,6 +19,10 @@
 #   benchmarks/gpu_suite.sh                          # on the GPU machine, CLASSBENCH_DATA=/folder/with/cifar
 #   benchmarks/gpu_suite.sh --only fast seed003-resnet18
 #   benchmarks/gpu_suite.sh --time-limit 3000 --jobs 4   # a leased GPU: stop cleanly after 50 minutes
+#   # a big GPU that small runs leave idle: two lanes at once (how the 2026-12-04 H200 lease ran; the SM was
+#   # busy 85 % of the time with 14 runs; docs/perf-measurements.md, "One modern GPU")
+#   benchmarks/gpu_suite.sh --time-limit 440 --jobs 6 --only seed004-cifar10 & \
+#   benchmarks/gpu_suite.sh --time-limit 440 --jobs 8 --only seed002-cifar10 --runs-dir ~/gpu-runs-b; wait
 #   benchmarks/gpu_suite.sh --smoke                  # the CPU check (tests/test_gpu_suite.py): 2 steps a run
 #
 # Options: --smoke, --only PART..., --device D (default cuda; smoke: cpu), --runs-dir DIR (default
