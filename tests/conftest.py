@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,6 +15,12 @@ import pytest
 sys.dont_write_bytecode = False
 
 from support.configs import REPO, TINY, cifar_root, require_cifar, tiny_config  # noqa: F401 - `from conftest import REPO, ...`
+
+# A shell starts background jobs (`make test &`, `nohup ... &`) with SIGINT ignored, and every child
+# inherits that; classbench rightly leaves an ignored SIGINT ignored, so the tests that Ctrl-C a real run
+# would see it carry on.  They test Ctrl-C at a terminal: restore the default for this process's children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 #: The quick loop's mark expression, which runs on every core it can have (up to 2) by default.
