@@ -25,7 +25,7 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"train.device={name} but no CUDA GPU is visible; use train.device=auto or cpu.")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
         n = torch.cuda.device_count()
         raise ConfigError(f"train.device={name} but only {n} GPU{'s are' if n != 1 else ' is'} visible "
                           f"(cuda:0 to cuda:{n - 1}); use one of them, or check CUDA_VISIBLE_DEVICES.")
