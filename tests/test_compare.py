@@ -483,6 +483,93 @@ def test_the_sweep_ends_with_the_summary_command_s_table(trained, capsys):
     assert what == f"{len(one_each)} runs" and "| run |" in text
 
 
+# ---------------------------------------------------------------- --score last: the final weights, as sources that report the end do
+def _end_of_training(path: Path, curve: list[tuple[int, float]], steps: int) -> Path:
+    """Give a fake run test evaluations at the given steps and a recorded budget of ``steps``."""
+    for step, top1 in curve:
+        append_jsonl(path / "metrics.jsonl", {"step": step, "split": "test", "top1": top1, "time": float(step)})
+    summary = json.loads((path / "summary.json").read_text())
+    atomic_write_json(path / "summary.json", {**summary, "steps": steps})
+    return path
+
+
+LAST_A, LAST_B = [0.70, 0.74, 0.72], [0.69, 0.70, 0.68]
+
+
+@pytest.fixture
+def ended(tmp_path) -> Path:
+    """Two 3-seed arms whose best.pt and final weights score differently (and rank the other way round)."""
+    runs = tmp_path / "runs"
+    for seed, (last_a, last_b) in enumerate(zip(LAST_A, LAST_B)):
+        _end_of_training(fake_run(runs, "alpha", seed, 0.60 + seed / 100, "data.val_size=0", "eval.splits=[test]",
+                                  selection="test"), [(10, 0.50), (20, last_a)], 20)
+        _end_of_training(fake_run(runs, "beta", seed, 0.80 + seed / 100, "data.val_size=0", "eval.splits=[test]",
+                                  selection="test"), [(10, 0.55), (20, last_b)], 20)
+    return runs
+
+
+def test_score_last_compares_the_final_weights(ended, capsys):
+    best = build_comparison(load(ended))
+    last = build_comparison(load(ended), score="last")
+    assert best.arm("beta").test.mean == pytest.approx(0.81) and best.reference.label == "beta"
+    assert last.arm("alpha").test_values == pytest.approx(LAST_A) and last.arm("beta").test_values == pytest.approx(LAST_B)
+    assert last.reference.label == "alpha"  # the best arm at the final weights
+    (v,) = last.verdicts
+    r = stats.welch(LAST_A, LAST_B)
+    assert v.result.test == "welch" and v.diff == pytest.approx(r.diff) and v.result.p_value == pytest.approx(r.p_value)
+    rc, out, err = cli(capsys, "compare", str(ended), "--score", "last", "--format", "json")
+    assert rc == 0, err
+    (row,) = json.loads(out)
+    assert row["a"] == "alpha" and row["diff"] == pytest.approx(r.diff)
+    rc, out, err = cli(capsys, "summary", str(ended), "--score", "last")
+    assert rc == 0, err
+    assert "test top-1 of the final weights" in out and "| alpha | 3 | 72.00 ± 2.00 |" in out
+    assert "checkpoint chosen on val" not in out
+
+
+def test_score_last_leaves_out_a_run_without_a_test_at_its_last_step(ended):
+    stale = next((ended / "synthetic" / "alpha").iterdir())
+    summary = json.loads((stale / "summary.json").read_text())
+    atomic_write_json(stale / "summary.json", {**summary, "steps": 30})  # it ran on to step 30, untested there
+    comp = build_comparison(load(ended), score="last")
+    assert comp.arm("alpha").n == 2
+    (gone,) = comp.excluded
+    assert gone.run.endswith(stale.name) and "no test evaluation at its last step" in gone.reason
+    assert build_comparison(load(ended)).arm("alpha").n == 3  # best.pt's figure is still there
+
+
+def test_two_one_run_arms_are_not_tested_on_their_final_weights(tmp_path):
+    """McNemar needs per-image results, which the records keep for best.pt only: at --score last it says so."""
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(1)
+    ca, cb = rng.uniform(size=400) < 0.85, rng.uniform(size=400) < 0.70
+    _end_of_training(fake_run(runs, "good", 0, float(ca.mean()), correct=ca), [(20, 0.84)], 20)
+    _end_of_training(fake_run(runs, "bad", 0, float(cb.mean()), correct=cb), [(20, 0.71)], 20)
+    assert build_comparison(load(runs)).verdicts[0].result.test == "mcnemar"
+    (v,) = build_comparison(load(runs), score="last").verdicts
+    assert v.result is None and v.comparable and v.diff == pytest.approx(0.13)
+    assert "store for best.pt only" in v.sentence
+
+
+def test_score_is_one_clean_error_where_it_does_not_apply(ended, tmp_path, capsys):
+    code, _, err = cli(capsys, "summary", str(ended), "--score", "last", "--by", "run")
+    assert_one_clean_error(code, err, "--score applies to arms")
+    published = _published_file(tmp_path, {"alpha.yaml": 60.0})
+    code, _, err = cli(capsys, "summary", str(ended), "--score", "last", "--published", str(published))
+    assert_one_clean_error(code, err, "--score applies to arms")
+
+
+def test_the_score_choices_are_the_comparisons():
+    import argparse
+
+    from classbench.commands.summary import add_score
+    from classbench.compare.comparison import SCORES
+
+    parser = argparse.ArgumentParser()
+    add_score(parser)
+    assert tuple(next(a for a in parser._actions if a.dest == "score").choices) == SCORES
+
+
 # ---------------------------------------------------------------- published figures beside the arms
 def _published_file(tmp_path: Path, figures: dict[str, float], **source) -> Path:
     """A published-figures file whose configs are synthetic recipes named after their files."""
@@ -529,8 +616,23 @@ def test_published_figures_sit_beside_the_arms_that_ran_their_config(tmp_path, c
     assert "gamma" not in out
 
 
+def test_a_source_that_scores_the_end_of_training_gets_arms_scored_so(ended, tmp_path, capsys):
+    published = _published_file(tmp_path, {"alpha.yaml": 71.0}, score="last")
+    code, out, err = cli(capsys, "summary", str(ended), "--published", str(published), "--format", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert row["mean"] == pytest.approx(sum(LAST_A) / 3) and row["difference"] == pytest.approx(0.72 - 0.71)
+    assert row["budget"].endswith("test of the final weights")
+    published = _published_file(tmp_path, {"alpha.yaml": 71.0})  # no score: best.pt, as before
+    code, out, err = cli(capsys, "summary", str(ended), "--published", str(published), "--format", "json")
+    (row,) = json.loads(out)
+    assert row["mean"] == pytest.approx(0.61) and row["budget"].endswith("best test step (no val)")
+
+
 @pytest.mark.parametrize("change, needle", [
     ({"budget": None}, "needs exactly the keys"),
+    ({"score": "median"}, "is not one of"),
+    ({"extra": 1}, "needs exactly the keys"),
     ({"figures": {"alpha.yaml": 150}}, "is not a top-1 percentage"),
     ({"figures": {"alpha.yaml": "high"}}, "is not a top-1 percentage"),
     ({"figures": {"missing.yaml": 50}}, "missing.yaml"),

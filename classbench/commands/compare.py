@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .summary import add_run_selection
+from .summary import add_run_selection, add_score
 
 # No percent sign in HELP: argparse %-formats a sub-command's help.
 HELP = ("Compare arms (a recipe's runs over seeds): difference of mean test top-1 with its confidence interval, "
@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", metavar="ARM",
                         help="compare every arm with this one (an arm label, or a config name with one arm); "
                              "default: with the best arm")
+    add_score(parser)
     parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
 
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import write_output
 
     runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)
-    comp = build_comparison(runs, baseline=args.baseline)
+    comp = build_comparison(runs, baseline=args.baseline, score=args.score or "best")
     comp.require_two_arms()
     text = render(comp, args.format)
     if args.format == "json":  # the JSON is a list of comparisons; what was left out goes to stderr

@@ -17,6 +17,14 @@ def add_run_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--groups-file", metavar="FILE", help="groups file (default: configs/groups.yaml)")
 
 
+def add_score(parser: argparse.ArgumentParser) -> None:
+    """--score, shared by summary and compare: which weights each run's test figure comes from."""
+    parser.add_argument("--score", choices=("best", "last"),
+                        help="each run's test figure: best = of best.pt, the checkpoint chosen on val (on test for a "
+                             "recipe without a val split); last = of the final weights, the test evaluation at the last "
+                             "step, as sources that report the end of training publish (default: best)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..compare.summary import FORMATS, METRICS, SPLITS
 
@@ -35,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: arm when any arm has two or more runs)")
     parser.add_argument("--target", type=float, metavar="TOP1",
                         help="--by arm: also the time to reach this val top-1 (a fraction, e.g. 0.9)")
+    add_score(parser)
     parser.add_argument("--published", metavar="FILE",
                         help="instead: each published figure in FILE (e.g. configs/published.yaml) beside the arms "
                              "that ran its config (mean, CI, seeds, budget); markdown or json")
@@ -44,7 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..compare.runs import load_runs
     from ..compare.summary import summary_text
+    from ..errors import ClassbenchError
     from ..io import write_output
+
+    if args.score is not None and (args.by == "run" or args.published):
+        raise ClassbenchError("--score applies to arms (--by arm); --by run shows each run's best.pt and best-step "
+                              "figures side by side, and --published scores each source's arms as its file says (score:).")
 
     if args.published:
         from ..compare.published import check_format, load_published, published_rows, render_published
@@ -55,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
     if args.published:
         from ..compare.comparison import build_arms
 
-        arms, _ = build_arms(runs)
+        arms = {score: build_arms(runs, score=score)[0] for score in {f.score for f in figures}}
         rows = published_rows(figures, arms)
         write_output(args.output, render_published(rows, args.format), f"{len(rows)} published figure rows")
         return 0
     text, what = summary_text(runs, by=args.by, fmt=args.format, split=args.split, metric=args.metric,
-                              sort=args.sort, target=args.target)
+                              sort=args.sort, target=args.target, score=args.score or "best")
     write_output(args.output, text, what)
     return 0

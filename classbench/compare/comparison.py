@@ -9,7 +9,8 @@
   without the seed and labelled by its config name, plus the config keys that
   tell it apart from other arms of the same name.
 * Per arm: n, mean/std/95 % CI/min/max of test top-1 of the val-chosen
-  checkpoint (``test_top1`` of summary.json, the honest selection) and of best
+  checkpoint (``test_top1`` of summary.json, the honest selection; ``score="last"``:
+  of the final weights, for sources that publish the end of training) and of best
   val top-1; params, FLOPs, mean train img/s, mean wall time; with a target,
   the time to reach it.
 * **Verdicts**: every arm against the best arm (highest mean test top-1) or
@@ -44,6 +45,13 @@ from .runs import Run, is_number
 DETECT = 0.005
 #: The power the sentence asks for.
 POWER = 0.8
+
+#: What an arm's test figure is for each run.  ``best``: test top-1 of best.pt (summary.json's test_top1: the
+#: checkpoint chosen on val, or on test for a recipe without a val split).  ``last``: test top-1 of the final
+#: weights, the run's test evaluation at its last step in metrics.jsonl, which is what a source that reports
+#: "after the last epoch" publishes.  Only per-run figures exist for it (the stored per-image test outcomes are
+#: best.pt's), so two one-run arms cannot be tested against each other at ``last``.
+SCORES = ("best", "last")
 
 #: What decides which images an arm is scored on (arms that differ here are not compared): the dataset
 #: keys that matter for each dataset, then the hold-out, then the test size.
@@ -93,7 +101,7 @@ class Arm:
     config: str  # the config name
     runs: list[Run]
     config_flat: dict[str, Any]  # the resolved config of its first run, flattened
-    test: stats.Description  # test_top1 over the runs
+    test: stats.Description  # the runs' test figures (values) at the arm's score
     val: stats.Description | None  # best_val_top1 over the runs that have one
     params: float | None
     flops: float | None
@@ -102,6 +110,8 @@ class Arm:
     time_to_target: TimeToTarget | None = None
     outcomes: dict[str, dict | None] = field(default_factory=dict)  # run path -> stored test outcomes (None: none or damaged)
     notes: list[str] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)  # each run's test top-1 at the arm's score, in the order of runs
+    score: str = "best"  # one of SCORES
 
     @property
     def n(self) -> int:
@@ -109,7 +119,7 @@ class Arm:
 
     @property
     def test_values(self) -> list[float]:
-        return [float(r.summary["test_top1"]) for r in self.runs]
+        return list(self.values)
 
     @property
     def tta(self) -> bool:
@@ -123,8 +133,8 @@ class Arm:
     @property
     def representative(self) -> Run:
         """The median seed (the lower of the two middle ones): typical, not the luckiest."""
-        ranked = sorted(self.runs, key=lambda r: (float(r.summary["test_top1"]), r.rel))
-        return ranked[(len(ranked) - 1) // 2]
+        ranked = sorted(zip(self.values, self.runs), key=lambda vr: (vr[0], vr[1].rel))
+        return ranked[(len(ranked) - 1) // 2][1]
 
     def test_count(self) -> int | None:
         """Test images scored, from the stored test outcomes (None when no run has them)."""
@@ -137,7 +147,7 @@ class Arm:
         return {
             "arm": self.label, "config": self.config, "n": self.n, "runs": [str(r.path) for r in self.runs],
             "mean": t.mean, "std": t.std, "ci95": list(t.ci95) if t.ci95 else None, "min": t.min, "max": t.max,
-            "metric": "test_top1",
+            "metric": "test_top1", "score": self.score,
             "best_val_top1": None if self.val is None else {
                 "n": self.val.n, "mean": self.val.mean, "std": self.val.std,
                 "ci95": list(self.val.ci95) if self.val.ci95 else None, "min": self.val.min, "max": self.val.max},
@@ -200,6 +210,7 @@ class Comparison:
     excluded: list[Excluded]
     notes: list[str]
     target: float | None = None
+    score: str = "best"  # one of SCORES: what every arm's test figure is
 
     @property
     def by_arm_default(self) -> bool:
@@ -243,6 +254,8 @@ class Comparison:
     @property
     def scored_as(self) -> str:
         """What the test figures are, in words: the honest val-chosen checkpoint unless an arm has no val split."""
+        if self.score == "last":
+            return "test top-1 of the final weights, at each run's last step, as sources that report the end of training do"
         kinds = self.selections
         if kinds <= {"val"}:
             return "test top-1 of the val-chosen checkpoint"
@@ -296,14 +309,27 @@ def arm_key(flat: dict[str, Any]) -> str:
     return runfolder.config_hash(_unflatten({k: v for k, v in flat.items() if k != "train.seed"}))
 
 
-def _exclusion(run: Run) -> str | None:
-    """Why a run cannot be part of an arm, or None."""
+def final_test_top1(run: Run) -> float | None:
+    """Test top-1 of the run's final weights: its test evaluation at its last step (None when it has none)."""
+    records = run.records("test", "top1")
+    steps = (run.summary or {}).get("steps")
+    if not records or not is_number(steps) or records[-1]["step"] != steps:
+        return None
+    return float(records[-1]["top1"])
+
+
+def _exclusion(run: Run, score: str = "best") -> str | None:
+    """Why a run cannot be part of an arm scored at ``score``, or None."""
     if run.status != "finished":
         msg = run.status_info.get("message") if run.status_info else None
         return {"running": "still running", "crashed": f"crashed (no {runfolder.SUMMARY})"}.get(run.status, run.status) + (f": {msg}" if msg else "")
     if run.summary is None:
         return f"finished but {runfolder.SUMMARY} is missing or unreadable"
-    if not is_number(run.summary.get("test_top1")):
+    if score == "last":
+        if final_test_top1(run) is None:
+            return (f"no test evaluation at its last step in {runfolder.METRICS}, which --score last reads "
+                    "(eval.splits held no test split)")
+    elif not is_number(run.summary.get("test_top1")):
         return f"no test score in {runfolder.SUMMARY} (the run had no test split)"
     if not run.config:
         return f"{runfolder.CONFIG} is missing or unreadable, so its arm is unknown"
@@ -364,12 +390,15 @@ def _fmt_value(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v, default=str)
 
 
-def build_arms(runs: Sequence[Run], *, target: float | None = None) -> tuple[list[Arm], list[Excluded]]:
-    """Group finished runs into arms (best mean test top-1 first); list the runs left out."""
+def build_arms(runs: Sequence[Run], *, target: float | None = None,
+               score: str = "best") -> tuple[list[Arm], list[Excluded]]:
+    """Group finished runs into arms (best mean test top-1 at ``score`` first); list the runs left out."""
+    if score not in SCORES:
+        raise ClassbenchError(f"Unknown score {score!r}: use one of {', '.join(SCORES)}.")
     excluded: list[Excluded] = []
     groups: dict[str, list[tuple[Run, dict]]] = {}
     for run in runs:
-        why = _exclusion(run)
+        why = _exclusion(run, score)
         if why:
             excluded.append(Excluded(run.rel, run.status, why))
             continue
@@ -381,11 +410,12 @@ def build_arms(runs: Sequence[Run], *, target: float | None = None) -> tuple[lis
         members.sort(key=lambda m: (m[1].get("train.seed", 0) if is_number(m[1].get("train.seed")) else 0, m[0].rel))
         arm_runs = [m[0] for m in members]
         sums = [r.summary for r in arm_runs]
-        vals = [float(s["best_val_top1"]) for s in sums if is_number(s.get("best_val_top1"))]
+        values = [float(s["test_top1"]) for s in sums] if score == "best" else [final_test_top1(r) for r in arm_runs]
+        best_vals = [float(s["best_val_top1"]) for s in sums if is_number(s.get("best_val_top1"))]
         arm = Arm(
             key=key, label=labels[key], config=arm_runs[0].name, runs=arm_runs, config_flat=members[0][1],
-            test=stats.describe([float(s["test_top1"]) for s in sums]),
-            val=stats.describe(vals) if vals else None,
+            test=stats.describe(values), values=values, score=score,
+            val=stats.describe(best_vals) if best_vals else None,
             params=_first([s.get("params") for s in sums]), flops=_first([s.get("flops") for s in sums]),
             train_img_per_s=_mean([s.get("train_img_per_s") for s in sums]),
             wall_time_s=_mean([s.get("wall_time_s") for s in sums]),
@@ -444,6 +474,9 @@ def _test(a: Arm, b: Arm) -> stats.TestResult | str:
     if a.n >= 2 and b.n >= 2:
         return stats.welch(a.test_values, b.test_values)
     if a.n == 1 and b.n == 1:
+        if a.score == "last":
+            return ("one run per arm, and McNemar's test needs the per-image test results, which the records "
+                    "store for best.pt only, not for the final weights (compare with --score best, or train more seeds)")
         paired = _paired_outcomes(a, b)
         if isinstance(paired, str):
             return paired + "; with one run per arm there is no seed spread for Welch's t-test either"
@@ -515,12 +548,13 @@ def _pick_reference(arms: list[Arm], baseline: str | None) -> Arm:
     raise ClassbenchError(f"--baseline {baseline!r} is not an arm here. Arms: {labels}.")
 
 
-def build_comparison(runs: Sequence[Run], *, baseline: str | None = None, target: float | None = None) -> Comparison:
+def build_comparison(runs: Sequence[Run], *, baseline: str | None = None, target: float | None = None,
+                     score: str = "best") -> Comparison:
     """Everything summary, compare, plot and report show, computed once from the run folders."""
-    arms, excluded = build_arms(runs, target=target)
+    arms, excluded = build_arms(runs, target=target, score=score)
     notes = [n for a in arms for n in a.notes]
     if len(arms) < 2:
-        return Comparison(arms, [], arms[0] if arms else None, baseline is not None, excluded, notes, target)
+        return Comparison(arms, [], arms[0] if arms else None, baseline is not None, excluded, notes, target, score)
     ref = _pick_reference(arms, baseline)
     verdicts = []
     for other in arms:
@@ -544,7 +578,7 @@ def build_comparison(runs: Sequence[Run], *, baseline: str | None = None, target
     # Significant first, then by p-value, then untestable, then not comparable: the most decisive heads the page.
     verdicts.sort(key=lambda v: (not v.comparable, v.p_adjusted is None, not v.significant,
                                  v.p_adjusted if v.p_adjusted is not None else 1.0, -(abs(v.diff or 0.0))))
-    return Comparison(arms, verdicts, ref, baseline is not None, excluded, notes, target)
+    return Comparison(arms, verdicts, ref, baseline is not None, excluded, notes, target, score)
 
 
 # ---------------------------------------------------------------- text renderings shared by the commands

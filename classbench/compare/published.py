@@ -12,8 +12,13 @@ The file (a list of sources, each with the figures it published)::
       cite: a fork of tintn/vision-transformer-from-scratch   # where the figures were published
       budget: 100 epochs of 50,000 images, batch 256       # as the source states it
       selection: final epoch, test                          # how the source picked the checkpoint it scored
+      score: last                                           # optional: how classbench scores its arms to match
       figures:                                              # config (relative to this file) -> test top-1 %
         cifar10/mcvit-tiny.yaml: 77.25
+
+``score`` is ``best`` (the default: each run's best.pt, chosen on val, or on test without a val split) or
+``last`` (each run's final weights, for a source that scores the end of training), so that each figure
+sits beside arms selected the way its source selected.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from typing import Any, Sequence
 import yaml
 
 from ..errors import ClassbenchError
-from .comparison import Arm
+from .comparison import SCORES, Arm
 
 NO_DATA = "no data here"
 FORMATS = ("markdown", "json")
 SOURCE_KEYS = ("source", "cite", "budget", "selection", "figures")
+OPTIONAL_KEYS = ("score",)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class Figure:
     name: str  # the config's name (its file stem), which a run records
     dataset: str
     top1: float  # a fraction, as classbench stores accuracies
+    score: str = "best"  # how classbench scores the arms beside it (comparison.SCORES)
 
 
 def load_published(path: str | Path) -> list[Figure]:
@@ -61,9 +68,13 @@ def load_published(path: str | Path) -> list[Figure]:
     figures = []
     for i, entry in enumerate(tree, 1):
         where = f"{path}, source {i}"
-        if not isinstance(entry, dict) or set(entry) != set(SOURCE_KEYS):
+        if not isinstance(entry, dict) or not set(SOURCE_KEYS) <= set(entry) <= {*SOURCE_KEYS, *OPTIONAL_KEYS}:
             got = ", ".join(map(str, entry)) if isinstance(entry, dict) else type(entry).__name__
-            raise ClassbenchError(f"{where}: needs exactly the keys {', '.join(SOURCE_KEYS)} (got {got}).")
+            raise ClassbenchError(f"{where}: needs exactly the keys {', '.join(SOURCE_KEYS)}, and optionally "
+                                  f"{', '.join(OPTIONAL_KEYS)} (got {got}).")
+        score = entry.get("score", "best")
+        if score not in SCORES:
+            raise ClassbenchError(f"{where}: score {score!r} is not one of {', '.join(SCORES)}.")
         if not isinstance(entry["figures"], dict) or not entry["figures"]:
             raise ClassbenchError(f"{where}: figures must map config files to test top-1 percentages.")
         for config, top1 in entry["figures"].items():
@@ -71,7 +82,7 @@ def load_published(path: str | Path) -> list[Figure]:
                 raise ClassbenchError(f"{where}: {config}: {top1!r} is not a top-1 percentage (0 to 100).")
             cfg = load_config(path.parent / config)
             figures.append(Figure(str(entry["source"]), str(entry["cite"]), str(entry["budget"]),
-                                  str(entry["selection"]), str(config), cfg.name, cfg.data.name, float(top1) / 100))
+                                  str(entry["selection"]), str(config), cfg.name, cfg.data.name, float(top1) / 100, score))
     return figures
 
 
@@ -86,14 +97,17 @@ def _budget(arm: Arm) -> str:
         of = f" of a {subset:,}-image subset" if isinstance(subset, int) and subset > 0 else ""
         parts.append(f"({epochs:.3g} epoch{'' if epochs == 1 else 's'}{of})")
     chosen = {"val": "test of the best-val checkpoint", "test": "best test step (no val)"}
-    return f"{' '.join(parts) or 'budget not recorded'}; {chosen.get(s.get('selection_split'), 'final checkpoint')}"
+    how = "test of the final weights" if arm.score == "last" else chosen.get(s.get("selection_split"), "final checkpoint")
+    return f"{' '.join(parts) or 'budget not recorded'}; {how}"
 
 
-def published_rows(figures: Sequence[Figure], arms: Sequence[Arm]) -> list[dict[str, Any]]:
-    """One row per (figure, matching arm), in the file's order; a figure that no arm ran gets one row."""
+def published_rows(figures: Sequence[Figure], arms: dict[str, Sequence[Arm]]) -> list[dict[str, Any]]:
+    """One row per (figure, matching arm), in the file's order; a figure that no arm ran gets one row.
+
+    ``arms`` maps each score a figure asks for to the arms scored that way."""
     rows = []
     for f in figures:
-        mine = [a for a in arms if a.config == f.name and a.config_flat.get("data.name") == f.dataset]
+        mine = [a for a in arms[f.score] if a.config == f.name and a.config_flat.get("data.name") == f.dataset]
         base = {"config": f.config.removesuffix(".yaml"), "source": f.source, "published": f.top1,
                 "published_budget": f.budget, "published_selection": f.selection, "cite": f.cite}
         if not mine:

@@ -296,22 +296,24 @@ ARM_CSV_KEYS = ["arm", "config", "n", "mean", "std", "ci95_low", "ci95_high", "m
 
 def arms_note(comp) -> str:
     scored = (f"test top-1 of the checkpoint chosen on val ({runfolder.checkpoint_rel('best')}, the honest selection)"
-              if comp.selections <= {"val"} else comp.scored_as)
+              if comp.selections <= {"val"} and comp.score == "best" else comp.scored_as)
     return (f"> Per arm (runs whose configs differ only in train.seed): {scored}, mean ± std over seeds, the "
             "Student-t 95 % CI of the mean, and the range; best first.")
 
 
 def summary_text(runs: list[Run], *, by: str | None = None, fmt: str = "markdown", split: str = "test",
-                 metric: str = "top1", sort: str = "test_at_best_val", target: float | None = None) -> tuple[str, str]:
+                 metric: str = "top1", sort: str = "test_at_best_val", target: float | None = None,
+                 score: str = "best") -> tuple[str, str]:
     """The summary as ``classbench summary`` prints it, and what it counts ("2 arms", "6 runs").
 
     ``by=None`` groups by arm when any arm has two or more seeds (one comparison object, as ``compare``
-    builds it), else lists runs; ``classbench sweep`` prints the same at its end."""
+    builds it), else lists runs; ``classbench sweep`` prints the same at its end.  ``score`` (see
+    comparison.SCORES) is what an arm's test figure is; ``last`` always groups by arm."""
     if by != "run":
         from .comparison import build_comparison
 
-        comp = build_comparison(runs, target=target)
-        if by == "arm" or comp.by_arm_default:
+        comp = build_comparison(runs, target=target, score=score)
+        if by == "arm" or comp.by_arm_default or score != "best":
             return render_arms(comp, fmt), f"{len(comp.arms)} arms"
     rows = summarize(runs, split=split, metric=metric, sort=sort)
     return render(rows, fmt, split, metric), f"{len(rows)} runs"
