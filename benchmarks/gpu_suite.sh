@@ -32,7 +32,9 @@
 # last.pt, the parts not started are skipped; the finished runs are recorded), --seeds-fast N,
 # --seeds-pooling N, --seeds-insight N, --seeds-resnet18 N.
 # $PYTHON is the interpreter (default: the repo's .venv, else python3).  A rerun skips finished runs and
-# resumes interrupted ones (classbench sweep), so an interrupted suite is continued by running it again.
+# resumes interrupted ones (classbench sweep), so an interrupted suite is continued by running it again; a
+# part also skips the runs already recorded in <results>/gpu-<part> (copied into its runs folder first), so
+# a fresh GPU machine with this checkout goes on where the committed records stop.
 # --smoke trains every run of the plan for 2 steps at batch 8 on the CPU, and writes runs and records under
 # a temporary folder ($OUT if set), never into the repo's results/.  Everything is logged to <runs>/gpu_suite.log.
 # Exit status: 0 when every part finished or was skipped for want of data; 1 when a part failed; 2 on bad
@@ -163,10 +165,23 @@ print('\n'.join(str(d) for d in runfolder.discover(sys.argv[1]) if runfolder.is_
   "${CB[@]}" record "${runs[@]}" --to "$RESULTS/$name" || fail "$name: classbench record"
 }
 
+# reuse_records NAME: the records already in $RESULTS/gpu-NAME, copied into $RUNS/NAME (never over a run
+# there), so that the sweep skips what an earlier machine finished: on a fresh GPU machine the committed
+# records are all that is left of an earlier lease, and `record` keeps an identical record as it is
+reuse_records() {
+  local from="$RESULTS/gpu-$1" n
+  [ -d "$from" ] || return 0
+  n=$(find "$from" -name summary.json | wc -l)
+  [ "$n" -gt 0 ] || return 0
+  mkdir -p "$RUNS/$1" && cp -Rn "$from/." "$RUNS/$1/" &&
+    echo "reusing the $n finished run(s) recorded in $from: the sweep skips them"
+}
+
 # sweep NAME SEEDS CONFIG...: one `classbench sweep` into $RUNS/NAME, within what --time-limit leaves:
 # timeout sends the sweep SIGTERM, which passes it to its runs (each saves last.pt; the rerun resumes it)
 sweep() {
   local name="$1" seeds="$2" limit=() status; shift 2
+  reuse_records "$name"
   if [ -n "$TIME_LIMIT" ]; then
     local left=$(( START + TIME_LIMIT - $(date +%s) ))
     if [ "$left" -le 0 ]; then echo "not started: $name's sweep of $# config(s) (--time-limit reached)"; STOPPED=1; return; fi

@@ -118,6 +118,25 @@ def test_time_limit_stops_the_suite_cleanly_and_a_rerun_goes_on(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_fresh_machine_skips_the_runs_the_results_already_record(tmp_path):
+    """A GPU lease starts bare: the records in results/ are all that is left of the last one."""
+    data = tmp_path / "data"
+    write_cifar10(data, n_train_per_batch=20, n_test=40)
+    proc = run_suite(tmp_path, data, "--smoke", "--only", "fast", "--runs-dir", str(tmp_path / "machine1"))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    results = tmp_path / "out" / "results" / "gpu-fast"
+    recorded = sorted(p.parent.relative_to(results) for p in results.rglob("summary.json"))
+    assert len(recorded) == 2  # the smoke's 2 seeds
+    proc = run_suite(tmp_path, data, "--smoke", "--only", "fast", "--runs-dir", str(tmp_path / "machine2"))
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert f"reusing the 2 finished run(s) recorded in {results}" in log and log.count("skip fast seed=") == 2
+    machine2 = tmp_path / "machine2" / "fast"
+    assert sorted(p.parent.relative_to(machine2) for p in machine2.rglob("summary.json")) == recorded  # nothing trained
+    assert sorted(p.parent.relative_to(results) for p in results.rglob("summary.json")) == recorded  # nothing added
+
+
+@pytest.mark.slow
 def test_a_copy_that_does_not_load_fails_the_part(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
