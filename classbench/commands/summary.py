@@ -20,7 +20,7 @@ def add_run_selection(parser: argparse.ArgumentParser) -> None:
 def add_score(parser: argparse.ArgumentParser) -> None:
     """--score, shared by summary and compare: which weights each run's test figure comes from."""
     parser.add_argument("--score", choices=("best", "last"),
-                        help="each run's test figure: best = of best.pt, the checkpoint chosen on val (on test for a "
+                        help="each run's test figure: best = of its best checkpoint, chosen on val (on test for a "
                              "recipe without a val split); last = of the final weights, the test evaluation at the last "
                              "step, as sources that report the end of training publish (default: best)")
 
@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io import write_output
 
     if args.score is not None and (args.by == "run" or args.published):
-        raise ClassbenchError("--score applies to arms (--by arm); --by run shows each run's best.pt and best-step "
-                              "figures side by side, and --published scores each source's arms as its file says (score:).")
+        raise ClassbenchError("--score applies to arms (--by arm); --by run shows each run's best-checkpoint and "
+                              "best-step figures side by side, and --published scores each source's arms as its file says (score:).")
 
     if args.published:
         from ..compare.published import check_format, load_published, published_rows, render_published

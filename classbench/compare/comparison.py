@@ -476,7 +476,8 @@ def _test(a: Arm, b: Arm) -> stats.TestResult | str:
     if a.n == 1 and b.n == 1:
         if a.score == "last":
             return ("one run per arm, and McNemar's test needs the per-image test results, which the records "
-                    "store for best.pt only, not for the final weights (compare with --score best, or train more seeds)")
+                    f"store for {runfolder.BEST_PT} only, not for the final weights (compare with --score best, or "
+                    "train more seeds)")
         paired = _paired_outcomes(a, b)
         if isinstance(paired, str):
             return paired + "; with one run per arm there is no seed spread for Welch's t-test either"
