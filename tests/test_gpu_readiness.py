@@ -403,7 +403,7 @@ def test_the_accuracy_clock_leaves_checkpoint_writes_out(tiny_cfg, monkeypatch):
 def test_compile_auto_decision_rule():
     from classbench.train.compile_choice import MEASURED, MIN_STEPS, decide
 
-    kw = dict(model="mcvit_tiny", hardware="cpu:amx", precision="bf16", batch_size=256)
+    kw = dict(model="mcvit_tiny", kind="cpu:amx", precision="bf16", batch_size=256)
     gain = MEASURED[("mcvit_tiny", "cpu:amx", "bf16")]
     # break-even: steps x step time x (1 - 1/speedup) = compile time
     even = gain.compile_s / ((256 / gain.eager_img_per_s) * (1 - 1 / gain.speedup))
@@ -411,17 +411,17 @@ def test_compile_auto_decision_rule():
     on, why = decide("auto", steps=int(even * 1.1) + MIN_STEPS, **kw)
     assert on is True and why.startswith("auto:")
     assert decide("auto", steps=MIN_STEPS - 1, **{**kw, "batch_size": 10**6})[0] is False
-    assert decide("auto", steps=10**6, **{**kw, "hardware": "cuda"}) == \
+    assert decide("auto", steps=10**6, **{**kw, "kind": "cuda"}) == \
         (False, "auto: compiling mcvit_tiny on cuda in bf16 was not measured")
     # a gain measured with AMX does not hold on a CPU with AVX-512 BF16 alone
-    assert decide("auto", steps=10**6, **{**kw, "hardware": "cpu:avx512_bf16"}) == \
+    assert decide("auto", steps=10**6, **{**kw, "kind": "cpu:avx512_bf16"}) == \
         (False, "auto: compiling mcvit_tiny on cpu:avx512_bf16 in bf16 was not measured")
-    assert decide("auto", steps=10**6, model="airbench_net", hardware="cpu:avx512", precision="fp32", batch_size=512)[0] is False
+    assert decide("auto", steps=10**6, model="airbench_net", kind="cpu:avx512", precision="fp32", batch_size=512)[0] is False
     # per model, not per family: a wider ViT of the same family was measured slower compiled, and an
     # unmeasured one is not compiled on its family's word
-    on, why = decide("auto", steps=10**6, model="vitn_12x256_p8", hardware="cpu:amx", precision="bf16", batch_size=128)
+    on, why = decide("auto", steps=10**6, model="vitn_12x256_p8", kind="cpu:amx", precision="bf16", batch_size=128)
     assert on is False and "measured no faster" in why
-    assert decide("auto", steps=10**6, model="vitn_12x256_p8_ra", hardware="cpu:amx", precision="bf16",
+    assert decide("auto", steps=10**6, model="vitn_12x256_p8_ra", kind="cpu:amx", precision="bf16",
                   batch_size=128) == (False, "auto: compiling vitn_12x256_p8_ra on cpu:amx in bf16 was not measured")
     # every row names a registered model and a kind of hardware that hardware() can return, so a renamed
     # model or kind cannot leave a row that never matches

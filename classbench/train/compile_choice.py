@@ -81,14 +81,14 @@ MIN_SPEEDUP = 1.05
 MIN_STEPS = 200
 
 
-def decide(setting: str, *, model: str, hardware: str, precision: str, steps: int,
+def decide(setting: str, *, model: str, kind: str, precision: str, steps: int,
            batch_size: int) -> tuple[bool, str]:
     """(compile?, the reason in words) for ``train.compile=setting`` and a run of ``steps`` steps on
-    ``hardware`` (:func:`hardware`'s name for the run's device)."""
+    hardware of ``kind`` (:func:`hardware`'s name for the run's device)."""
     if setting in ("on", "off"):
         return setting == "on", f"train.compile={setting}"
-    where = f"{model} on {hardware} in {precision}"
-    gain = MEASURED.get((model, hardware, precision))
+    where = f"{model} on {kind} in {precision}"
+    gain = MEASURED.get((model, kind, precision))
     if gain is None:
         return False, f"auto: compiling {where} was not measured"
     if gain.speedup < MIN_SPEEDUP:

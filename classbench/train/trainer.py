@@ -114,7 +114,7 @@ class Trainer:
         if self.dist.world_size > 1:  # the init above is shared; dropout, MixStyle & co draw per-rank streams
             torch.manual_seed(distributed.rank_seed(cfg.train.seed, self.dist.rank))
         self.compile, self.compile_choice = compile_choice.decide(
-            cfg.train.compile, model=cfg.model.name, hardware=compile_choice.hardware(self.device.type, self.precision),
+            cfg.train.compile, model=cfg.model.name, kind=compile_choice.hardware(self.device.type, self.precision),
             precision=self.precision, steps=self.total_steps, batch_size=cfg.train.batch_size)
         if self.compile:
             compile_choice.use_shared_inductor_cache(cfg.train.runs_dir)
