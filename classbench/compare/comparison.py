@@ -318,18 +318,25 @@ def final_test_top1(run: Run) -> float | None:
     return float(records[-1]["top1"])
 
 
-def _exclusion(run: Run, score: str = "best") -> str | None:
-    """Why a run cannot be part of an arm scored at ``score``, or None."""
+def test_figure(run: Run, score: str) -> float | None:
+    """The run's test top-1 at ``score`` (see SCORES), or None when it has none."""
+    if score == "last":
+        return final_test_top1(run)
+    value = (run.summary or {}).get("test_top1")
+    return float(value) if is_number(value) else None
+
+
+def _exclusion(run: Run, figure: float | None, score: str) -> str | None:
+    """Why a run, whose test figure at ``score`` is ``figure``, cannot be part of an arm, or None."""
     if run.status != "finished":
         msg = run.status_info.get("message") if run.status_info else None
         return {"running": "still running", "crashed": f"crashed (no {runfolder.SUMMARY})"}.get(run.status, run.status) + (f": {msg}" if msg else "")
     if run.summary is None:
         return f"finished but {runfolder.SUMMARY} is missing or unreadable"
-    if score == "last":
-        if final_test_top1(run) is None:
-            return (f"no test evaluation at its last step in {runfolder.METRICS}, which --score last reads "
-                    "(eval.splits held no test split)")
-    elif not is_number(run.summary.get("test_top1")):
+    if figure is None and score == "last":
+        return (f"no test evaluation at its last step in {runfolder.METRICS}, which --score last reads "
+                "(eval.splits held no test split)")
+    if figure is None:
         return f"no test score in {runfolder.SUMMARY} (the run had no test split)"
     if not run.config:
         return f"{runfolder.CONFIG} is missing or unreadable, so its arm is unknown"
@@ -361,7 +368,7 @@ def _time_to_target(runs: Sequence[Run], target: float) -> TimeToTarget:
     return TimeToTarget(target, sum(times) / len(times) if times else None, len(times), len(runs))
 
 
-def _labels(groups: dict[str, list[tuple[Run, dict]]]) -> dict[str, str]:
+def _labels(groups: dict[str, list[tuple[Run, dict, float]]]) -> dict[str, str]:
     """Config name, plus the config keys in which the arms of the same name differ."""
     by_name: dict[str, list[str]] = {}
     for key, members in groups.items():
@@ -396,21 +403,22 @@ def build_arms(runs: Sequence[Run], *, target: float | None = None,
     if score not in SCORES:
         raise ClassbenchError(f"Unknown score {score!r}: use one of {', '.join(SCORES)}.")
     excluded: list[Excluded] = []
-    groups: dict[str, list[tuple[Run, dict]]] = {}
+    groups: dict[str, list[tuple[Run, dict, float]]] = {}  # arm key -> (run, its resolved config, its test figure)
     for run in runs:
-        why = _exclusion(run, score)
+        figure = test_figure(run, score) if run.status == "finished" else None
+        why = _exclusion(run, figure, score)
         if why:
             excluded.append(Excluded(run.rel, run.status, why))
             continue
         flat = _resolved_flat(run)
-        groups.setdefault(arm_key(flat), []).append((run, flat))
+        groups.setdefault(arm_key(flat), []).append((run, flat, figure))
     labels = _labels(groups)
     arms = []
     for key, members in groups.items():
         members.sort(key=lambda m: (m[1].get("train.seed", 0) if is_number(m[1].get("train.seed")) else 0, m[0].rel))
         arm_runs = [m[0] for m in members]
         sums = [r.summary for r in arm_runs]
-        values = [float(s["test_top1"]) for s in sums] if score == "best" else [final_test_top1(r) for r in arm_runs]
+        values = [m[2] for m in members]
         best_vals = [float(s["best_val_top1"]) for s in sums if is_number(s.get("best_val_top1"))]
         arm = Arm(
             key=key, label=labels[key], config=arm_runs[0].name, runs=arm_runs, config_flat=members[0][1],
