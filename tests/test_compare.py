@@ -68,9 +68,14 @@ def fake_run(runs: Path, name: str, seed: int, test_top1: float, *overrides: str
             "wall_time_s": 10.0 + seed,
         })
     if correct is not None:
-        target = np.arange(len(correct)) % 4
-        write_test_outcomes(path, np.where(correct, target, (target + 1) % 4), target, np.full(len(correct), 0.8), 4)
+        store_outcomes(path, correct)
     return path
+
+
+def store_outcomes(path: Path, correct: np.ndarray) -> None:
+    """best.pt's test predictions, as the trainer stores them: right where ``correct`` is true, on 4 classes."""
+    target = np.arange(len(correct)) % 4
+    write_test_outcomes(path, np.where(correct, target, (target + 1) % 4), target, np.full(len(correct), 0.8), 4)
 
 
 def load(runs: Path):
@@ -527,6 +532,26 @@ def test_score_last_compares_the_final_weights(ended, capsys):
     assert "checkpoint chosen on val" not in out
 
 
+def test_report_scores_its_verdict_as_told(ended, tmp_path, capsys):
+    """report --score last: the verdict and the arm table rank the final weights; the per-arm analysis says it is
+    still of best.pt, the checkpoint whose predictions are recorded."""
+    for run in sorted(ended.glob("*/*/*")):
+        store_outcomes(run, np.arange(400) % 3 > 0)
+    pages = {}
+    for score in ("best", "last"):
+        out = tmp_path / f"{score}.html"
+        rc, _, err = cli(capsys, "report", str(ended), "--score", score, "-o", str(out), "--device", "cpu")
+        assert rc == 0, err
+        pages[score] = out.read_text()
+    verdict = {k: page.split("id='verdict'")[1].split("</section>")[0] for k, page in pages.items()}
+    assert "the best arm, <strong>beta</strong>" in verdict["best"] and "final weights" not in verdict["best"]
+    assert "the best arm, <strong>alpha</strong>" in verdict["last"] and "final weights" in verdict["last"]
+    arms = pages["last"].split("id='arms-table'")[1].split("</table>")[0]
+    assert arms.index("data-arm='alpha'") < arms.index("data-arm='beta'") and "72.00" in arms
+    assert "score the final weights (--score last)" in pages["last"]
+    assert "score the final weights" not in pages["best"]
+
+
 def test_score_last_leaves_out_a_run_without_a_test_at_its_last_step(ended):
     stale = next((ended / "synthetic" / "alpha").iterdir())
     summary = json.loads((stale / "summary.json").read_text())
@@ -557,6 +582,9 @@ def test_score_is_one_clean_error_where_it_does_not_apply(ended, tmp_path, capsy
     published = _published_file(tmp_path, {"alpha.yaml": 60.0})
     code, _, err = cli(capsys, "summary", str(ended), "--score", "last", "--published", str(published))
     assert_one_clean_error(code, err, "--score applies to arms")
+    code, _, err = cli(capsys, "plot", str(ended), "--score", "last", "--by", "run", "--out", str(tmp_path / "fig"))
+    assert_one_clean_error(code, err, "--score applies to arms")
+    assert not (tmp_path / "fig").exists()
 
 
 def test_the_score_choices_are_the_comparisons():

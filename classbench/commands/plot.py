@@ -6,7 +6,7 @@ import argparse
 import re
 import sys
 
-from .summary import add_run_selection
+from .summary import add_run_selection, add_score
 
 HELP = "Plot learning curves (loss, top-1, top-5) and accuracy vs. model size for a set of runs."
 
@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "run (default: arm when any arm has two or more runs)")
     parser.add_argument("--band", choices=("minmax", "ci"), default="minmax",
                         help="--by arm: shade min to max over the seeds (default) or the 95 %% CI of the mean")
+    add_score(parser)
 
 
 def default_out_dir(group: str | None) -> str:
@@ -36,12 +37,15 @@ def run(args: argparse.Namespace) -> int:
     from ..compare.plots import CURVE_METRICS, ema, make_arm_figures, make_figures, write_figures
     from ..compare.runs import load_runs
     from ..compare.summary import summarize
+    from ..errors import ClassbenchError
 
     ema([], args.smooth)  # validate before loading anything
+    if args.score is not None and args.by == "run":
+        raise ClassbenchError("--score applies to arms (--by arm): --by run plots each run's best-checkpoint figure.")
     runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)
     metrics = args.metric or list(CURVE_METRICS)
-    comp = build_comparison(runs) if args.by != "run" else None
-    if comp is not None and (args.by == "arm" or comp.by_arm_default):
+    comp = build_comparison(runs, score=args.score or "best") if args.by != "run" else None
+    if comp is not None and (args.by == "arm" or comp.by_arm_default or comp.score != "best"):
         # The arms in the comparison's order (best mean first), so the legend reads like the summary table.
         figs = make_arm_figures(comp.arms, metrics=metrics, x=args.x, smooth=args.smooth, band=args.band,
                                 title=args.group, size=not args.no_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .summary import add_run_selection
+from .summary import add_run_selection, add_score
 
 HELP = ("Write one self-contained HTML report: the verdict, the arm table with CIs, curves, size chart, each arm's "
         "per-class accuracy, confusion matrix and calibration, config diffs.")
@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", metavar="ARM", help="compare every arm with this one (default: with the best arm)")
     parser.add_argument("--band", choices=("minmax", "ci"), default="minmax",
                         help="band around each arm's mean curve: min to max over the seeds (default) or the 95 %% CI")
+    add_score(parser)
     parser.add_argument("--device", default="auto", help="device for the arms' evaluation: auto (cuda if available), cpu, cuda[:N]")
 
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     text = build_report(
         runs, title=args.title, runs_dir=args.runs_dir, group=args.group, filter=args.filter,
         per_class=not args.no_per_class, device=device, eval_limit=args.eval_limit, smooth=args.smooth, x=args.x,
-        baseline=args.baseline, band=args.band,
+        baseline=args.baseline, band=args.band, score=args.score or "best",
     )
     path = write_report(args.output, text)
     print(f"wrote {path} ({len(runs)} runs, {len(text) / 1e6:.1f} MB)", file=sys.stderr)

@@ -18,7 +18,7 @@ def add_run_selection(parser: argparse.ArgumentParser) -> None:
 
 
 def add_score(parser: argparse.ArgumentParser) -> None:
-    """--score, shared by summary and compare: which weights each run's test figure comes from."""
+    """--score, shared by summary, compare, plot and report: which weights each run's test figure comes from."""
     parser.add_argument("--score", choices=("best", "last"),
                         help="each run's test figure: best = of its best checkpoint, chosen on val (on test for a "
                              "recipe without a val split); last = of the final weights, the test evaluation at the last "

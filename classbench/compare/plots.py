@@ -472,7 +472,8 @@ def arm_size_figure(arms: Sequence[Arm], *, band: str = "minmax", title: str | N
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _fmt_tick(v)))
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
     ax.set_xlabel("parameters (log scale)")
-    ax.set_ylabel("test top-1 of best-val checkpoint, mean over seeds")
+    final = any(a.score == "last" for a in arms)
+    ax.set_ylabel(f"test top-1 of {'the final weights' if final else 'best-val checkpoint'}, mean over seeds")
     what = "min–max" if band == "minmax" else "95 % CI"
     ax.set_title(f"Accuracy vs. size, bars = {what}" + (f" — {title}" if title else ""), fontsize=13, loc="left")
     if pts:

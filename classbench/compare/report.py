@@ -461,7 +461,7 @@ def _verdict_html(comp: Comparison) -> str:
     how = f"against the baseline <strong>{ref}</strong>" if comp.baseline else f"against the best arm, <strong>{ref}</strong>"
     items = "".join(f"<li class='{'sig' if v.significant else 'nosig'}'>{esc(v.sentence)}</li>" for v in comp.verdicts)
     scored = (f"test top-1 of the checkpoint chosen on val ({SUMMARY}'s test_top1, the honest selection)"
-              if comp.selections <= {"val"} else esc(comp.scored_as))
+              if comp.score == "best" and comp.selections <= {"val"} else esc(comp.scored_as))
     return f"<div class='box verdict'><p>Every arm {how}, on {scored}:</p><ul>{items}</ul></div>"
 
 
@@ -605,6 +605,9 @@ def _per_arm_html(comp: Comparison, colors: dict[str, str], *, per_class: bool, 
     if not per_class:
         return "<p class='note'>Per-class analysis skipped (--no-per-class).</p>"
     out = []
+    if comp.score == "last":  # the records keep per-image predictions for best.pt only
+        out.append(f"<p class='note'>Each arm's analysis is of {checkpoint_rel('best')}, whose test predictions are "
+                   "the recorded ones; the verdict and the arm table above score the final weights (--score last).</p>")
     for i, arm in enumerate(comp.arms[:MAX_ARMS_ANALYSED]):
         if sources[arm.key] is None:
             out.append(f"<p class='note'>No per-class analysis of arm {esc(arm.label)}: its median seed "
@@ -639,12 +642,14 @@ def build_report(
     x: str = "step",
     baseline: str | None = None,
     band: str = "minmax",
+    score: str = "best",
 ) -> str:
-    """The whole report as one HTML string."""
+    """The whole report as one HTML string.  ``score`` (one of comparison.SCORES) decides the verdict and the arm
+    table; the runs table and the per-arm analysis stay on best.pt, whose predictions are the ones recorded."""
     from .. import __version__
 
     split, metric = "test", "top1"
-    comp = build_comparison(runs, baseline=baseline)
+    comp = build_comparison(runs, baseline=baseline, score=score)
     rows = summarize(runs, split=split, metric=metric)
     order = {row["path"]: i for i, row in enumerate(rows)}
     runs = sorted(runs, key=lambda r: order.get(str(r.path), 0))
