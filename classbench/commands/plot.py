@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)
     metrics = args.metric or list(CURVE_METRICS)
     comp = build_comparison(runs, score=args.score or "best") if args.by != "run" else None
-    if comp is not None and (args.by == "arm" or comp.by_arm_default or comp.score != "best"):
+    if comp is not None and (args.by == "arm" or comp.by_arm_default):
         # The arms in the comparison's order (best mean first), so the legend reads like the summary table.
         figs = make_arm_figures(comp.arms, metrics=metrics, x=args.x, smooth=args.smooth, band=args.band,
                                 title=args.group, size=not args.no_size)

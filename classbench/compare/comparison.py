@@ -214,8 +214,9 @@ class Comparison:
 
     @property
     def by_arm_default(self) -> bool:
-        """``summary`` shows arms by default when any arm has two or more runs."""
-        return any(a.n >= 2 for a in self.arms)
+        """Renderers show arms by default when any arm has two or more runs, and always at a score other than
+        best: a run's row has best.pt's figure only."""
+        return self.score != "best" or any(a.n >= 2 for a in self.arms)
 
     def arm(self, label: str) -> Arm:
         for a in self.arms:

@@ -313,7 +313,7 @@ def summary_text(runs: list[Run], *, by: str | None = None, fmt: str = "markdown
         from .comparison import build_comparison
 
         comp = build_comparison(runs, target=target, score=score)
-        if by == "arm" or comp.by_arm_default or score != "best":
+        if by == "arm" or comp.by_arm_default:
             return render_arms(comp, fmt), f"{len(comp.arms)} arms"
     rows = summarize(runs, split=split, metric=metric, sort=sort)
     return render(rows, fmt, split, metric), f"{len(rows)} runs"
