@@ -691,6 +691,38 @@ def test_the_committed_published_figures_name_configs_that_load():
     assert len({(f.source, f.config) for f in figures}) == len(figures)
 
 
+# ---------------------------------------------------------------- what the train lines log
+def test_logged_reads_each_runs_last_train_line_and_summarises_a_layer_family(tmp_path, capsys):
+    """A learned temperature per layer is checkable with the tool: the last line's layers, mean ± sample std."""
+    runs = tmp_path / "runs"
+    learned = fake_run(runs, "alpha", 0, 0.6)
+    early = {"temperature_l0": 1.0, "temperature_l1": 1.0, "temperature_l2": 1.0}
+    late = {"temperature_l2": 0.95, "temperature_l0": 0.80, "temperature_l1": 0.90}  # not in layer order
+    for step, taus in ((50, early), (100, late)):
+        append_jsonl(learned / "metrics.jsonl", {"step": step, "split": "train", "loss": 1.0, "lr": 0.1 / step, **taus})
+    append_jsonl(learned / "metrics.jsonl", {"step": 150, "split": "train", "loss": 0.9, "lr": 0.0005})  # no taus
+    fixed = fake_run(runs, "beta", 0, 0.5)
+    append_jsonl(fixed / "metrics.jsonl", {"step": 100, "split": "train", "loss": 1.0, "lr": 0.001})
+
+    code, out, err = cli(capsys, "summary", str(runs), "--logged", "temperature", "--format", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)  # beta logs no temperature: no row
+    assert row["run"].startswith("synthetic/alpha/") and row["step"] == 100 and row["layers"] == 3
+    assert row["values"] == [0.80, 0.90, 0.95]
+    assert row["mean"] == pytest.approx(0.88333333) and row["std"] == pytest.approx(0.0763763, rel=1e-5)
+    assert (row["min"], row["max"]) == (0.80, 0.95)
+
+    code, out, err = cli(capsys, "summary", str(runs), "--logged", "lr", "--format", "markdown")
+    assert code == 0, err
+    cells = {ln.split(" | ")[0].lstrip("| ").split("/")[1]: ln.split(" | ") for ln in out.splitlines() if ln.startswith("| synthetic/")}
+    assert cells["alpha"][1:4] == ["150", "1", "0.0005"] and cells["beta"][1:5] == ["100", "1", "0.001", "–"]
+
+    code, _, err = cli(capsys, "summary", str(runs), "--logged", "temp")  # a prefix is not a family
+    assert_one_clean_error(code, err, "no run logs 'temp'")
+    code, _, err = cli(capsys, "summary", str(runs), "--logged", "temperature", "--score", "last")
+    assert_one_clean_error(code, err, "--score applies to arms")
+
+
 def test_arms_chosen_on_test_are_not_called_val_chosen(tmp_path, capsys):
     """A recipe without a val split (seed 002's) chooses best.pt on test: every rendering says so."""
     runs = tmp_path / "runs"

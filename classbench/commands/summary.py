@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--published", metavar="FILE",
                         help="instead: each published figure in FILE (e.g. configs/published.yaml) beside the arms "
                              "that ran its config (mean, CI, seeds, budget); markdown or json")
+    parser.add_argument("--logged", metavar="NAME",
+                        help="instead: NAME's value on each run's last train line that logs it, such as a model's "
+                             "learned attention temperature; a per-layer family (NAME_l0, NAME_l1, ...) as mean ± "
+                             "std, min and max over the layers")
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
 
 
@@ -56,9 +60,12 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ClassbenchError
     from ..io import write_output
 
-    if args.score is not None and (args.by == "run" or args.published):
+    if args.published and args.logged:
+        raise ClassbenchError("--published and --logged are two different tables: give one.")
+    if args.score is not None and (args.by == "run" or args.published or args.logged):
         raise ClassbenchError("--score applies to arms (--by arm); --by run shows each run's best-checkpoint and "
-                              "best-step figures side by side, and --published scores each source's arms as its file says (score:).")
+                              "best-step figures side by side, --published scores each source's arms as its file says "
+                              "(score:), and --logged reads train lines, not test scores.")
 
     if args.published:
         from ..compare.published import check_format, load_published, published_rows, render_published
@@ -66,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
         check_format(args.format)  # a bad format or file fails before the runs are read
         figures = load_published(args.published)
     runs = load_runs(args.runs_dir, filter=args.filter, group=args.group, groups_file=args.groups_file)
+    if args.logged:
+        from ..compare.logged import logged_rows, render_logged
+
+        rows = logged_rows(runs, args.logged)
+        write_output(args.output, render_logged(rows, args.logged, args.format), f"{len(rows)} runs")
+        return 0
     if args.published:
         from ..compare.comparison import build_arms
 
