@@ -82,7 +82,7 @@ def render_logged(rows: list[dict[str, Any]], name: str, fmt: str) -> str:
     if fmt != "markdown":
         raise ValueError(f"unknown format {fmt!r}")
     lines = [f"> `{name}` on each run's last train line that logs it: mean ± sample std, min and max over the "
-             f"layers ({name}_l0, {name}_l1, ...), or the value of a single key.", "",
+             f"layers ({name}_l<i>, one per layer), or the value of a single key.", "",
              "| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
     for r in rows:
         lines.append("| " + " | ".join(runfolder.plain_text(_cell(r, k)).replace("|", "\\|") for k in COLUMNS) + " |")
