@@ -69,7 +69,7 @@ def _cell(row: dict[str, Any], key: str) -> str:
 def render_logged(rows: list[dict[str, Any]], name: str, fmt: str) -> str:
     if not rows:
         raise ClassbenchError(f"no run logs {name!r} (or {name}_l0, {name}_l1, ...) on its train lines: "
-                              "check the name against a run's metrics.jsonl")
+                              f"check the name against a run's {runfolder.METRICS}")
     if fmt == "json":
         return json.dumps(rows, indent=2) + "\n"
     if fmt == "csv":
