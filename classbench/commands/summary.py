@@ -44,13 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=float, metavar="TOP1",
                         help="--by arm: also the time to reach this val top-1 (a fraction, e.g. 0.9)")
     add_score(parser)
-    parser.add_argument("--published", metavar="FILE",
-                        help="instead: each published figure in FILE (e.g. configs/published.yaml) beside the arms "
-                             "that ran its config (mean, CI, seeds, budget); markdown or json")
-    parser.add_argument("--logged", metavar="NAME",
-                        help="instead: NAME's value on each run's last train line that logs it, such as a model's "
-                             "learned attention temperature; a per-layer family (NAME_l0, NAME_l1, ...) as mean ± "
-                             "std, min and max over the layers")
+    instead = parser.add_mutually_exclusive_group()  # two other tables: one at a time
+    instead.add_argument("--published", metavar="FILE",
+                         help="instead: each published figure in FILE (e.g. configs/published.yaml) beside the arms "
+                              "that ran its config (mean, CI, seeds, budget); markdown or json")
+    instead.add_argument("--logged", metavar="NAME",
+                         help="instead: NAME's value on each run's last train line that logs it, such as a model's "
+                              "learned attention temperature; a per-layer family (NAME_l0, NAME_l1, ...) as mean ± "
+                              "std, min and max over the layers")
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
 
 
@@ -60,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ClassbenchError
     from ..io import write_output
 
-    if args.published and args.logged:
-        raise ClassbenchError("--published and --logged are two different tables: give one.")
     if args.score is not None and (args.by == "run" or args.published or args.logged):
         raise ClassbenchError("--score applies to arms (--by arm); --by run shows each run's best-checkpoint and "
                               "best-step figures side by side, --published scores each source's arms as its file says "

@@ -24,6 +24,7 @@ from typing import Any, Iterable
 from .. import runfolder
 from ..errors import ClassbenchError
 from .runs import Run, is_number
+from .summary import csv_row, md_escape
 
 COLUMNS = ("run", "step", "layers", "mean", "std", "min", "max")
 #: A family member: NAME_l<index> (0-based layer), as models name their per-layer extra metrics.
@@ -74,10 +75,10 @@ def render_logged(rows: list[dict[str, Any]], name: str, fmt: str) -> str:
         return json.dumps(rows, indent=2) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=["name", *COLUMNS], extrasaction="ignore", lineterminator="\n")
+        keys = ["name", *COLUMNS]
+        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
         w.writeheader()
-        # names come from run folders: a cell must not become a spreadsheet formula
-        w.writerows({k: ("" if v is None else runfolder.csv_cell(v)) for k, v in r.items()} for r in rows)
+        w.writerows(csv_row(r, keys) for r in rows)
         return buf.getvalue()
     if fmt != "markdown":
         raise ValueError(f"unknown format {fmt!r}")
@@ -85,5 +86,5 @@ def render_logged(rows: list[dict[str, Any]], name: str, fmt: str) -> str:
              f"layers ({name}_l<i>, one per layer), or the value of a single key.", "",
              "| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
     for r in rows:
-        lines.append("| " + " | ".join(runfolder.plain_text(_cell(r, k)).replace("|", "\\|") for k in COLUMNS) + " |")
+        lines.append("| " + " | ".join(md_escape(_cell(r, k)) for k in COLUMNS) + " |")
     return "\n".join(lines) + "\n"

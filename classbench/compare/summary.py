@@ -232,7 +232,7 @@ def explanation(split: str, metric: str) -> list[str]:
     ]
 
 
-def _md_escape(s: str) -> str:
+def md_escape(s: str) -> str:
     return runfolder.plain_text(s).replace("|", "\\|")  # names come from run folders: no terminal escapes
 
 
@@ -243,7 +243,7 @@ def to_markdown(rows: list[dict], split: str, metric: str) -> str:
     right = {"best_any_step", "best_any_step_at", "test_at_best_val", "test_at_best_val_step", "params", "flops", "wall_time_s", "train_img_per_s"}
     lines.append("|" + "|".join("---:" if k in right else "---" for k, _ in cols) + "|")
     for row in rows:
-        lines.append("| " + " | ".join(_md_escape(format_cell(row, k)) for k, _ in cols) + " |")
+        lines.append("| " + " | ".join(md_escape(format_cell(row, k)) for k, _ in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -264,11 +264,11 @@ def to_csv(rows: list[dict]) -> str:
         flat = dict(row)
         flat["best_any_step_selection"] = row["selection"]["best_any_step"]
         flat["test_at_best_val_selection"] = row["selection"]["test_at_best_val"]
-        w.writerow(_csv_row(flat, CSV_KEYS))
+        w.writerow(csv_row(flat, CSV_KEYS))
     return buf.getvalue()
 
 
-def _csv_row(row: dict, keys: list[str]) -> dict:
+def csv_row(row: dict, keys: list[str]) -> dict:
     """Names come from run folders: a cell starting with = + - @ must not become a spreadsheet formula."""
     return {k: ("" if row.get(k) is None else runfolder.csv_cell(row.get(k))) for k in keys}
 
@@ -333,7 +333,7 @@ def render_arms(comp, fmt: str) -> str:
             ci = a["ci95"] or [None, None]
             row = {**a, "ci95_low": ci[0], "ci95_high": ci[1], "runs": " ".join(a["runs"]),
                    "best_val_top1_mean": (a["best_val_top1"] or {}).get("mean")}
-            w.writerow(_csv_row(row, ARM_CSV_KEYS))
+            w.writerow(csv_row(row, ARM_CSV_KEYS))
         return buf.getvalue()
     if fmt != "markdown":
         raise ValueError(f"unknown format {fmt!r}")
