@@ -47,7 +47,7 @@ from hypothesis import strategies as st
 import classbench.io as cio
 from classbench.cli import main
 from classbench.config import load_config
-from classbench.errors import ClassbenchError, ConfigError, NonFiniteLossError
+from classbench.errors import ClassbenchError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from classbench.io import read_jsonl
 from classbench.train.checkpoint import FORMAT_VERSION, load_checkpoint
 from classbench.train.trainer import Trainer, resume, train
@@ -311,6 +311,49 @@ def test_a_signal_inherited_as_ignored_stays_ignored_while_training():
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
+
+
+class _Uncaught(Exception):
+    """Raised by the test's own SIGTERM handler: a signal that the trainer did not catch."""
+
+
+@pytest.mark.parametrize("when", ["start", "finish"])
+def test_a_sigterm_while_the_run_starts_or_finishes_is_caught(tiny_cfg, monkeypatch, when):
+    """The sweep's --time-limit once killed a run between its first records and its loop (status left
+    "running", reported FAILED): the trainer catches stop signals for the whole attempt.  One at the start
+    stops the run at step 0, resumable; one after the last step lets the summary be written."""
+    from classbench.train.recorder import Recorder
+
+    def uncaught(signum, frame):
+        raise _Uncaught(signal.Signals(signum).name)
+
+    target = {"start": (Recorder, "start"), "finish": (Trainer, "_test_of_best")}[when]
+    original = getattr(*target)
+
+    def then_sigterm(self, *args, **kwargs):
+        out = original(self, *args, **kwargs) if when == "start" else None
+        signal.raise_signal(signal.SIGTERM)
+        return out if when == "start" else original(self, *args, **kwargs)
+
+    monkeypatch.setattr(*target, then_sigterm)
+    before = signal.signal(signal.SIGTERM, uncaught)
+    try:
+        trainer = Trainer(tiny_cfg("train.steps=4", "eval.every=2"))
+        if when == "start":
+            with pytest.raises(TrainingInterrupted, match="SIGTERM received: saved a resumable checkpoint at step 0"):
+                trainer.fit()
+        else:
+            trainer.fit()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    status = json.loads((trainer.run_dir / "status.json").read_text())["status"]
+    if when == "finish":
+        assert status == "finished" and json.loads((trainer.run_dir / "summary.json").read_text())["steps"] == 4
+        return
+    assert status == "interrupted" and load_checkpoint(trainer.recorder.folder.last_pt)["step"] == 0
+    monkeypatch.undo()
+    assert resume(trainer.run_dir) == trainer.run_dir
+    assert json.loads((trainer.run_dir / "summary.json").read_text())["steps"] == 4
 
 
 # ============================================================================ 4. non-finite loss

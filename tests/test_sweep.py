@@ -280,6 +280,21 @@ def test_a_rerun_skips_what_finished_and_force_starts_it_again(tmp_path, monkeyp
     assert sorted(lr_of(f) for f in all_run_folders(tmp_path)) == [0.05, 0.05, 0.1, 0.1]
 
 
+@pytest.mark.parametrize("returncode, status, stopped, expected", [
+    (0, "finished", False, "finished"),
+    (130, "interrupted", True, "interrupted"),  # the run caught the stop: last.pt, status interrupted
+    (-signal.SIGTERM, None, True, "interrupted"),  # killed in torch's import: no run folder yet
+    (-signal.SIGTERM, "running", True, "interrupted"),  # this sweep's stop landed before the run caught it
+    (-signal.SIGTERM, "running", False, "failed"),  # someone else's SIGTERM: this sweep cannot vouch for it
+    (1, "running", True, "failed"),  # a crash is a crash, stop or not
+    (1, "failed", False, "failed"),
+])
+def test_outcome_of_a_child(tmp_path, returncode, status, stopped, expected):
+    """CI once saw a --time-limit stop reported as FAILED: the run died of the sweep's own SIGTERM."""
+    child = ChildResult(returncode, tmp_path if status else None, status, [])
+    assert sweep_mod.outcome(child, stopped) == expected
+
+
 # ---------------------------------------------------------------- real processes
 @pytest.mark.slow
 def test_a_sigkilled_sweep_takes_its_children_along_and_its_rerun_resumes_them(tmp_path):

@@ -373,6 +373,10 @@ def outcome(child: ChildResult, stopped: bool) -> str:
         return "interrupted"
     if child.status is None and (stopped or child.returncode in (130, -signal.SIGINT, -signal.SIGTERM, 143)):
         return "interrupted"  # stopped before its run folder existed: nothing to resume, nothing lost
+    if stopped and child.status == runfolder.RUNNING and child.returncode == -signal.SIGTERM:
+        # this sweep's own SIGTERM reached the run before it could catch it (torch's import, the run's
+        # first writes): nothing it trained is lost, and a rerun starts or resumes it
+        return "interrupted"
     return "failed"
 
 

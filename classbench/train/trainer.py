@@ -154,8 +154,12 @@ class Trainer:
 
     # ================================================================ loop
     def fit(self) -> Path:
+        # Stop signals are caught for the whole attempt, not only the loop: one that lands while the run
+        # starts (status "running" already written) stops it at step 0 with a last.pt, and one that lands
+        # after the last step waits for the summary (seconds) instead of killing a run that is done.
         try:
-            return self._fit()
+            with distributed.catch_stop_signals(self.request_stop):
+                return self._fit()
         except (TrainingInterrupted, NonFiniteLossError):
             raise  # these wrote their own status
         except Exception as e:
@@ -173,7 +177,7 @@ class Trainer:
                    unit="step", dynamic_ncols=True, desc=cfg.name)
         batches = self.train_loader.batches()
         first_step = self.step + 1  # of this attempt: a resume compiles and warms up again
-        with distributed.catch_stop_signals(self.request_stop), self.recorder.closing():
+        with self.recorder.closing():
             self.meter.start()
             stop_poll = distributed.StopPoll(self.dist)  # DDP: all ranks agree to stop at the same step
             while self.step < self.total_steps:
