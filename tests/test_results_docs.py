@@ -4,6 +4,7 @@ command prints now from them (`make docs-results`); plus the block machinery its
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -157,6 +158,29 @@ def test_a_files_block_runs_on_rebuild_and_is_not_compared_by_check(records, tmp
     assert "not compared (writes files)" in log[0]
     rebuild([doc], tmp_path, log=log.append)
     assert (tmp_path / "figs" / "top1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow  # renders a report three times
+def test_a_report_that_only_changes_its_date_is_kept_so_a_rebuild_leaves_the_tree_clean(records, tmp_path):
+    command = "classbench report results/toys -o report.html"
+    doc = _doc(tmp_path, f"<!-- generated-files: {command} -->")
+    report = tmp_path / "report.html"
+    rebuild([doc], tmp_path, log=lambda _: None)
+    first = report.read_bytes()
+    stamps = re.findall(rb"(?:generated|on) (\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC)", first)
+    assert len(stamps) == 2  # the header's and the footer's
+    older = first.replace(stamps[0], b"1999-01-01 00:00 UTC")  # as if rendered long ago
+    report.write_bytes(older)
+    log: list[str] = []
+    rebuild([doc], tmp_path, log=log.append)
+    assert report.read_bytes() == older and "report.html kept: only its date changed" in log[0]
+
+    summary = runfolder.RunFolder(runfolder.discover(records)[0]).summary_json
+    record = json.loads(summary.read_text())
+    record["test_top1"] = 0.1234  # the records changed: the report is rewritten, with today's date
+    summary.write_text(json.dumps(record))
+    rebuild([doc], tmp_path, log=log.append)
+    assert b"1999-01-01" not in report.read_bytes() and b"12.34" in report.read_bytes() and "kept" not in log[1]
 
 
 def test_an_example_in_a_code_fence_is_not_a_block(tmp_path):

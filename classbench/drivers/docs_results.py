@@ -15,9 +15,10 @@ A ``generated:`` block holds the command's standard output; rebuilding replaces 
 naming the block, when it differs from what the command prints now.  A ``generated-files:`` line stands
 alone: its command writes files (figures, a report) that the document links to; rebuilding runs it, and
 ``--check`` leaves it out (figures and reports carry their own render date and fonts, so they are not
-compared byte for byte).  Commands run from the root folder (``--root``, default: the current folder), in
-this process, and only read-only classbench sub-commands are allowed: a document cannot start training or
-run a shell.
+compared byte for byte; a file the command names that comes out equal but for its render stamp keeps
+its old bytes, so rebuilding unchanged records changes nothing).  Commands run from the root folder
+(``--root``, default: the current folder), in this process, and only read-only classbench sub-commands
+are allowed: a document cannot start training or run a shell.
 
     python -m classbench.drivers.docs_results [--check] [--root DIR] [FILE.md ...]   (default: docs/**/*.md)
 """
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ClassbenchError
-from ..io import atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_text
 
 OPEN = re.compile(r"^<!-- generated(?P<files>-files)?: (?P<command>.+?) -->\s*$")
 END = "<!-- end generated -->"
@@ -123,6 +124,26 @@ def run_command(block: Block, root: str | Path) -> str:
     return out.getvalue()
 
 
+#: A render stamp ("generated 2026-12-03 14:56 UTC"): the one part of a report that changes on every rebuild.
+STAMP = re.compile(rb"\b(generated|on) \d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})? UTC")
+
+
+@contextlib.contextmanager
+def _kept_if_only_dated(block: Block, root: str | Path):
+    """Around a files block's command: a file it names (``-o docs/reports/x.html``) that comes out equal but
+    for its render stamp gets its old bytes back, so rebuilding unchanged records leaves the tree clean.
+    Yields the list of the files so kept (filled once the command has run)."""
+    before = {a: Path(root, a).read_bytes() for a in _argv(block)[1:] if Path(root, a).is_file()}
+    kept: list[str] = []
+    yield kept
+    for name, old in before.items():
+        path = Path(root, name)
+        new = path.read_bytes() if path.is_file() else None
+        if new is not None and new != old and STAMP.sub(b"", new) == STAMP.sub(b"", old):
+            atomic_write_bytes(path, old)
+            kept.append(name)
+
+
 def body_lines(output: str) -> list[str]:
     """The lines a text block holds for ``output``: the output with one blank line either side (a markdown table
     next to an HTML comment line then renders in every flavour)."""
@@ -145,8 +166,9 @@ def rebuild(files: list[Path], root: str | Path, *, check: bool = False, log=pri
                     _argv(block)  # a forbidden or garbled command fails the check all the same
                     log(f"{block.where}: not compared (writes files): {block.command}")
                 else:
-                    run_command(block, root)
-                    log(f"{block.where}: ran {block.command}")
+                    with _kept_if_only_dated(block, root) as kept:
+                        run_command(block, root)
+                    log(f"{block.where}: ran {block.command}" + "".join(f"; {k} kept: only its date changed" for k in kept))
                 continue
             now = run_command(block, root)
             if now.strip("\n") == block.body.strip("\n"):
