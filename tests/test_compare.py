@@ -721,6 +721,10 @@ def test_logged_reads_each_runs_last_train_line_and_summarises_a_layer_family(tm
     assert_one_clean_error(code, err, "no run logs 'temp'")
     code, _, err = cli(capsys, "summary", str(runs), "--logged", "temperature", "--score", "last")
     assert_one_clean_error(code, err, "--score applies to arms")
+    code, _, err = cli(capsys, "summary", str(runs), "--logged", "temperature", "--split", "test")  # even the default
+    assert_one_clean_error(code, err, "--split shapes the runs table; --logged prints a table of its own, which it does not change")
+    code, _, err = cli(capsys, "summary", str(runs), "--published", "configs/published.yaml", "--by", "run", "--target", "0.9")
+    assert_one_clean_error(code, err, "--by, --target shape the runs table; --published prints a table of its own, which they do not")
 
 
 def test_arms_chosen_on_test_are_not_called_val_chosen(tmp_path, capsys):

@@ -29,13 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..compare.summary import FORMATS, METRICS, SPLITS
 
     add_run_selection(parser)
-    parser.add_argument("--split", choices=SPLITS, default="test", help="split of the 'best over all evaluated steps' column (default: test)")
-    parser.add_argument("--metric", choices=METRICS, default="top1", help="metric to rank by (default: top1; loss ranks lowest first)")
+    # --split, --metric and --sort default to None here (summary_text holds the defaults) so that --published
+    # and --logged can tell a flag the user gave from one they did not, and refuse it
+    parser.add_argument("--split", choices=SPLITS, help="split of the 'best over all evaluated steps' column (default: test)")
+    parser.add_argument("--metric", choices=METRICS, help="metric to rank by (default: top1; loss ranks lowest first)")
     parser.add_argument("--format", choices=FORMATS, default="markdown", help="output format (default: markdown)")
     parser.add_argument(
         "--sort",
         choices=("best_any_step", "test_at_best_val"),
-        default="test_at_best_val",
         help="--by run: column to sort by (default: test_at_best_val, the honest selection)",
     )
     parser.add_argument("--by", choices=("arm", "run"),
@@ -65,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
         raise ClassbenchError("--score applies to arms (--by arm); --by run shows each run's best-checkpoint and "
                               "best-step figures side by side, --published scores each source's arms as its file says "
                               "(score:), and --logged reads train lines, not test scores.")
+    instead = "--published" if args.published else "--logged" if args.logged else None
+    ignored = [f"--{k}" for k in ("by", "split", "metric", "sort", "target") if getattr(args, k) is not None]
+    if instead and ignored:
+        many = len(ignored) > 1
+        raise ClassbenchError(f"{', '.join(ignored)} {'shape' if many else 'shapes'} the runs table; {instead} prints "
+                              f"a table of its own, which {'they do' if many else 'it does'} not change: drop "
+                              f"{'them' if many else 'it'}.")
 
     if args.published:
         from ..compare.published import check_format, load_published, published_rows, render_published
@@ -85,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         rows = published_rows(figures, arms)
         write_output(args.output, render_published(rows, args.format), f"{len(rows)} published figure rows")
         return 0
-    text, what = summary_text(runs, by=args.by, fmt=args.format, split=args.split, metric=args.metric,
-                              sort=args.sort, target=args.target, score=args.score or "best")
+    given = {k: getattr(args, k) for k in ("split", "metric", "sort") if getattr(args, k) is not None}
+    text, what = summary_text(runs, by=args.by, fmt=args.format, target=args.target, score=args.score or "best", **given)
     write_output(args.output, text, what)
     return 0
