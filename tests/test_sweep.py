@@ -282,6 +282,8 @@ def test_a_rerun_skips_what_finished_and_force_starts_it_again(tmp_path, monkeyp
 
 @pytest.mark.parametrize("returncode, status, stopped, expected", [
     (0, "finished", False, "finished"),
+    (-signal.SIGTERM, "finished", True, "finished"),  # the stop landed while a finished run exited
+    (-signal.SIGTERM, "finished", False, "failed"),
     (130, "interrupted", True, "interrupted"),  # the run caught the stop: last.pt, status interrupted
     (-signal.SIGTERM, None, True, "interrupted"),  # killed in torch's import: no run folder yet
     (-signal.SIGTERM, "running", True, "interrupted"),  # this sweep's stop landed before the run caught it

@@ -367,8 +367,8 @@ def run_child(cmd: list[str], env: dict[str, str], log_base: Path | None, run_di
 
 def outcome(child: ChildResult, stopped: bool) -> str:
     """finished | interrupted | failed, from the run's status.json (the exit status only without a run)."""
-    if child.status == runfolder.FINISHED and child.returncode == 0:
-        return "finished"
+    if child.status == runfolder.FINISHED and (child.returncode == 0 or stopped and child.returncode == -signal.SIGTERM):
+        return "finished"  # (this sweep's SIGTERM can land after the run wrote its summary, while it exits)
     if child.status == runfolder.INTERRUPTED:
         return "interrupted"
     if child.status is None and (stopped or child.returncode in (130, -signal.SIGINT, -signal.SIGTERM, 143)):
