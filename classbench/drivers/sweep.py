@@ -34,7 +34,8 @@ the runs folder.  ``--launcher slurm`` submits the same plan as a Slurm job arra
   Each run's stdout and stderr are kept in ``<runs_dir>/.sweep/<stamp>/``; the last lines of
   stderr are also kept in memory, so a full disk still gets its error shown.
 * Ctrl-C or SIGTERM stops the sweep: no new run starts, the running ones get
-  SIGTERM (they save ``last.pt``), and the sweep exits with status 130.
+  SIGTERM (they save ``last.pt``), and the sweep exits with status 130.  A run that this
+  SIGTERM kills before it can catch it (in torch's import) counts as interrupted, not failed.
 """
 
 from __future__ import annotations
