@@ -368,16 +368,15 @@ def run_child(cmd: list[str], env: dict[str, str], log_base: Path | None, run_di
 
 def outcome(child: ChildResult, stopped: bool) -> str:
     """finished | interrupted | failed, from the run's status.json (the exit status only without a run)."""
-    if child.status == runfolder.FINISHED and (child.returncode == 0 or stopped and child.returncode == -signal.SIGTERM):
+    our_sigterm = stopped and child.returncode == -signal.SIGTERM  # this sweep's stop, before the run caught it
+    if child.status == runfolder.FINISHED and (child.returncode == 0 or our_sigterm):
         return "finished"  # (this sweep's SIGTERM can land after the run wrote its summary, while it exits)
     if child.status == runfolder.INTERRUPTED:
         return "interrupted"
     if child.status is None and (stopped or child.returncode in (130, -signal.SIGINT, -signal.SIGTERM, 143)):
         return "interrupted"  # stopped before its run folder existed: nothing to resume, nothing lost
-    if stopped and child.status == runfolder.RUNNING and child.returncode == -signal.SIGTERM:
-        # this sweep's own SIGTERM reached the run before it could catch it (torch's import, the run's
-        # first writes): nothing it trained is lost, and a rerun starts or resumes it
-        return "interrupted"
+    if our_sigterm and child.status == runfolder.RUNNING:
+        return "interrupted"  # killed in its first writes: nothing it trained is lost; a rerun starts or resumes it
     return "failed"
 
 
