@@ -47,6 +47,11 @@ def test_bench_table_and_csv_and_errors(capsys):
     assert lines[0].startswith("model,") and len(lines) == 2
     assert main(["bench", "no_such_model", "--steps", "1"]) == 2
     assert "Unknown model" in capsys.readouterr().err
+    # --filter: a regex searched in the names, checked before anything is built
+    assert main(["bench", "toy_dilated", "resnet20", "--filter", "(", "--steps", "1"]) == 2
+    assert "--filter '(' is not a valid regular expression" in capsys.readouterr().err
+    assert main(["bench", "toy_dilated", "--filter", "^resnet", "--steps", "1"]) == 2
+    assert "No model matches --filter" in capsys.readouterr().err
 
 
 def _reference_loop_module():

@@ -39,7 +39,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import re
     import sys
 
     from ..drivers.bench import (bench_model, environment_line, format_bench, matmul_peak_gflops, parse_model_args,
@@ -52,16 +51,11 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer.")
     if args.warmup < 0 or args.threads < 0:
         raise ConfigError("--warmup and --threads must not be negative.")
-    if args.filter is not None:
-        try:
-            re.compile(args.filter)
-        except re.error as e:
-            raise ConfigError(f"--filter {args.filter!r} is not a valid regular expression: {e}") from None
+    matching = set(list_models(args.filter))  # a bad --filter: a ConfigError before any name is checked
     names = list(args.models) or list_models()
     for n in names:
         get_entry(n)  # unknown names: a ConfigError naming the closest ones
-    if args.filter:
-        names = [n for n in names if re.search(args.filter, n)]
+    names = [n for n in names if n in matching]
     if not names:
         raise ConfigError(f"No model matches --filter {args.filter!r}. Run `classbench models` to list them.")
     model_args = parse_model_args(args.model_arg)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 
 from ..errors import ConfigError
 
@@ -27,11 +26,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num_classes < 1 or args.batch_size < 1 or args.steps < 1:
         raise ConfigError("--num-classes, --batch-size and --steps must be positive integers.")
-    if args.filter is not None:
-        try:
-            re.compile(args.filter)
-        except re.error as e:
-            raise ConfigError(f"--filter {args.filter!r} is not a valid regular expression: {e}") from None
     rows = model_rows(args.num_classes, args.filter)
     if not rows:
         raise ConfigError(f"No registered model matches --filter {args.filter!r}. Run `classbench models` to list them all.")

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import torch
@@ -55,8 +54,6 @@ def model_rows(num_classes: int = 10, pattern: str | None = None) -> list[dict[s
 
     ``classbench models --bench`` adds the speed columns with :func:`classbench.drivers.bench.add_speed`,
     the measurement of ``classbench bench``."""
-    if pattern is not None:
-        re.compile(pattern)  # a bad pattern raises re.error here, before any model is built
     rows = []
     for name in list_models(pattern):
         entry = get_entry(name)

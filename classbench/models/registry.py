@@ -61,12 +61,17 @@ def _load_all() -> None:
 
 
 def list_models(pattern: str | None = None) -> list[str]:
+    """The registered names, sorted; with ``pattern``, those in which that regex is found.  A pattern that
+    is not a regex raises a ConfigError that names it as ``--filter``, the option every caller takes it from."""
     import re
 
     _load_all()
     names = sorted(_REGISTRY)
     if pattern:
-        rx = re.compile(pattern)
+        try:
+            rx = re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(f"--filter {pattern!r} is not a valid regular expression: {e}") from None
         names = [n for n in names if rx.search(n)]
     return names
 
