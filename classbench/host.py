@@ -51,3 +51,23 @@ def cpu_summary() -> dict:
     flags = cpu_flags()
     return {"model": cpu_model(), "family": info.get("cpu family"), "model_number": info.get("model"),
             "flags": [f for f in SPEED_FLAGS if f in flags]}
+
+
+def timing_setup(env: dict) -> str | None:
+    """One line naming the set-up an env.json's run was timed on: the GPU's name on CUDA; on the CPU its
+    model, family/model numbers (one model name can cover several generations), bf16 unit and thread
+    count.  None where env.json does not say (runs from before it recorded the CPU)."""
+    if not isinstance(env, dict):
+        return None
+    device = str(env.get("device") or "")
+    if device.startswith("cuda"):
+        return str(env["device_name"]) if env.get("device_name") else None
+    cpu = env.get("cpu")
+    if device != "cpu" or not isinstance(cpu, dict) or not cpu.get("model"):
+        return None
+    flags = cpu.get("flags")
+    unit = cpu_bf16_unit(frozenset(flags)) if isinstance(flags, list) else None
+    parts = [f"family {cpu.get('family')} model {cpu.get('model_number')}", unit or "no bf16 unit"]
+    if env.get("threads"):
+        parts.append(f"{env['threads']} thread{'' if env['threads'] == 1 else 's'}")
+    return f"{cpu['model']} ({', '.join(parts)})"

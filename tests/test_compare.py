@@ -267,6 +267,33 @@ def test_different_test_sizes_are_not_compared(tmp_path):
     assert not v.comparable and "test size 100 vs 80 images" in v.sentence
 
 
+def _cpu_env(model: str, flags: list[str], threads: int = 2) -> dict:
+    return {"device": "cpu", "device_name": "x86_64", "threads": threads,
+            "cpu": {"model": model, "family": "6", "model_number": "167", "flags": flags}}
+
+
+def test_an_arm_timed_on_several_set_ups_says_its_speed_is_a_mean_across_them(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    envs = {0: _cpu_env("Xeon X", ["avx2", "amx_bf16"]), 1: _cpu_env("EPYC Y", ["avx2", "avx512_bf16"]),
+            2: _cpu_env("Xeon X", ["avx2", "amx_bf16"])}
+    for seed, env in envs.items():  # arm a: seeds 0 and 2 on one CPU, seed 1 on another
+        atomic_write_json(fake_run(runs, "a", seed, 0.80 + seed / 100) / "env.json", env)
+    for seed in range(2):  # arm b: one GPU for both seeds
+        path = fake_run(runs, "b", seed, 0.70 + seed / 100)
+        atomic_write_json(path / "env.json", {"device": "cuda:0", "device_name": "NVIDIA H200"})
+    comp = build_comparison(load(runs))
+    (note,) = comp.notes
+    assert note.startswith("arm a: its runs were timed on 2 different set-ups (")
+    assert "EPYC Y (family 6 model 167, avx512_bf16, 2 threads); Xeon X (family 6 model 167, amx, 2 threads)" in note
+    rc, out, _ = cli(capsys, "compare", str(runs), "--format", "markdown")
+    assert rc == 0 and f"> {note}" in out
+    # The same CPU with another thread count is another speed; a run without env.json names no machine.
+    atomic_write_json(fake_run(runs, "a", 3, 0.79) / "env.json", _cpu_env("Xeon X", ["avx2", "amx_bf16"], threads=1))
+    fake_run(runs, "b", 2, 0.71)
+    (note,) = build_comparison(load(runs)).notes
+    assert "timed on 3 different set-ups" in note and "Xeon X (family 6 model 167, amx, 1 thread)" in note
+
+
 def test_unfinished_runs_are_left_out_and_listed(tmp_path, capsys):
     runs = tmp_path / "runs"
     for seed in (0, 1):

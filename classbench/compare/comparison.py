@@ -38,6 +38,7 @@ from typing import Any, Sequence
 from .. import runfolder
 from ..config import flatten
 from ..errors import ClassbenchError
+from ..host import timing_setup
 from . import stats
 from .runs import Run, is_number
 
@@ -440,6 +441,10 @@ def build_arms(runs: Sequence[Run], *, target: float | None = None,
             except ClassbenchError as e:
                 arm.outcomes[str(r.path)] = None
                 arm.notes.append(str(e))
+        setups = sorted({m for r in arm_runs if (m := timing_setup(r.env))})
+        if len(setups) > 1:  # a mean of two set-ups' speeds describes neither
+            arm.notes.append(f"arm {arm.label}: its runs were timed on {len(setups)} different set-ups ({'; '.join(setups)}); "
+                             "its img/s and wall time are means across them")
         counts = sorted({p["correct"].size for p in arm.outcomes.values() if p is not None})
         if len(counts) > 1:
             arm.notes.append(f"arm {arm.label}: its runs were scored on different numbers of test images "
