@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -106,19 +107,52 @@ def test_summary_records_the_load_and_marks_img_per_s_measured_under_load(onecyc
     assert hostload.under_load(3.0, 2.0, own_threads=2, n_cores=4) is True
     assert hostload.under_load(0.0, 5.0, own_threads=1, n_cores=4) is True
 
-    # a busy machine during a run: summary.json says so, and summary/report mark the img/s
+    # where /proc/stat is missing: a busy load average during a run makes summary.json say so, and
+    # summary/report mark the img/s
     loads = iter([9.0, 9.0])
     monkeypatch.setattr(hostload.os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
     monkeypatch.setattr(hostload.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(hostload, "_machine_busy_seconds", lambda: float("nan"))
     busy = _train(tmp_path, "train.steps=4", "eval.every=4", "name=busy")
     s = json.loads((busy / "summary.json").read_text())
     assert (s["load_avg_start"], s["load_avg_end"], s["cpu_cores"], s["train_img_per_s_under_load"]) == (9.0, 9.0, 2, True)
+    assert s["others_busy_cores"] is None
     runs_dir = str(busy.parents[2])
     assert main(["summary", runs_dir]) == 0
     assert "(under load)" in capsys.readouterr().out
     assert main(["summary", runs_dir, "--format", "csv"]) == 0
     row = next(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert row["train_img_per_s_under_load"] == "True"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the CPU-time measure reads Linux's /proc/stat")
+def test_other_processes_cpu_time_is_measured_and_the_run_s_own_is_not(monkeypatch):
+    from classbench.train import hostload
+
+    # A spinning child is another process: about one core busy, measured before it ends (once reaped,
+    # its time would count as this process's own).  Other work on the machine can only add to it.
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # past the interpreter's start
+        start = hostload.sample()
+        time.sleep(1.5)
+        others = hostload.others_busy_cores(start, hostload.sample())
+    finally:
+        child.kill()
+        child.wait()
+    assert others is not None and others >= 0.6
+    # The arithmetic, on made-up samples: 3 busy core-seconds in 2 s, 1 of them this run's (x2 DDP ranks).
+    a, b = hostload.CpuSample(100.0, 10.0, 50.0, None), hostload.CpuSample(103.0, 11.0, 52.0, None)
+    assert hostload.others_busy_cores(a, b) == pytest.approx(1.0)
+    assert hostload.others_busy_cores(a, b, local_procs=2) == pytest.approx(0.5)
+    assert hostload.others_busy_cores(a, hostload.CpuSample(103.0, 11.0, 50.5, None)) is None  # too short
+    # The flag follows the measure, not a load average that still holds a previous run's threads.
+    monkeypatch.setattr(hostload, "sample", lambda: b)
+    monkeypatch.setattr(hostload.os, "cpu_count", lambda: 4)
+    s = hostload.summary_fields(hostload.CpuSample(100.0, 10.0, 50.0, 3.9), own_threads=2)
+    assert (s["others_busy_cores"], s["train_img_per_s_under_load"]) == (1.0, False)  # load avg 3.9 but 1 of 4 cores
+    s = hostload.summary_fields(hostload.CpuSample(99.0, 10.0, 50.0, 0.0), own_threads=2)
+    assert (s["others_busy_cores"], s["train_img_per_s_under_load"]) == (1.5, True)
 
 
 # ---------------------------------------------------------------- 8. TensorBoard from metrics.jsonl

@@ -60,8 +60,9 @@ def print_summary(run_dir) -> None:
         f"{s['train_img_per_s']:.0f} train img/s on {s['device']} ({s['precision']})",
     ]
     if s.get("train_img_per_s_under_load"):
-        lines.append(f"          img/s measured under load: load average {s['load_avg_start']} at the start, "
-                     f"{s['load_avg_end']} at the end, on {s['cpu_cores']} cores")
+        how = (f"other processes kept {s['others_busy_cores']} cores busy on average" if s.get("others_busy_cores") is not None
+               else f"load average {s['load_avg_start']} at the start, {s['load_avg_end']} at the end")
+        lines.append(f"          img/s measured under load: {how}, of {s['cpu_cores']} cores")
     if s.get("best_val_top1") is not None:
         lines.append(f"val       best top-1 {pct(s['best_val_top1'])} at step {s['best_val_step']} ({BEST_PT})")
     lines.append(f"test      top-1 {pct(s['test_top1'])}, top-5 {pct(s['test_top5'])} ({BEST_PT}, chosen on {s['selection_split']})")

@@ -1,19 +1,29 @@
-"""How busy the machine was: the load average against the cores, at the start and end of a run.
+"""How busy the machine was while a run trained: the CPU time other processes used, against the cores.
 
 Throughput measured while other processes compete for the cores is not the
-model's speed.  summary.json records the 1-minute load average at the start
-(before training: other processes only) and at the end of the run (which
-includes this run's own threads), and flags ``train_img_per_s_under_load``
-when other processes kept more than :data:`BUSY_FRACTION` of the cores busy at
-either end.  ``classbench summary`` and ``report`` mark such img/s.
+model's speed.  On Linux the measure is exact: the machine's busy CPU seconds
+(/proc/stat) over the run, less this run's own (its process and, under DDP, as
+many again for each other rank on this node), divided by the wall time, is the
+number of cores other processes kept busy on average (``others_busy_cores``).
+The 1-minute load average at the start and end is recorded too, and is the
+fallback where /proc/stat is missing; it is only a hint, because it lags: a
+sweep's next run starts while it still holds the previous run's threads.
+``train_img_per_s_under_load`` is true when other processes kept more than
+:data:`BUSY_FRACTION` of the cores busy; ``classbench summary`` and ``report``
+mark such img/s.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 
 #: Other processes' load, as a fraction of the cores, above which img/s counts as measured under load.
 BUSY_FRACTION = 0.25
+
+#: /proc/stat's cpu fields that are busy time (the rest are idle and iowait; guest time is inside user).
+_BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user, nice, system, irq, softirq, steal
 
 
 def cores() -> int:
@@ -28,12 +38,45 @@ def load_average() -> float | None:
         return None
 
 
-def under_load(start: float | None, end: float | None, own_threads: int, n_cores: int) -> bool | None:
-    """Whether others kept more than BUSY_FRACTION of the cores busy at the start or the end (None: unknown).
+@dataclass(frozen=True)
+class CpuSample:
+    busy_s: float  # the machine's busy CPU seconds since boot, all cores
+    own_s: float  # this process's CPU seconds (all its threads, and its children that have ended)
+    wall_s: float  # time.monotonic()
+    load_avg: float | None
 
-    At the end the run's own busy threads count in the load average; they are
-    taken off (at most the cores they can occupy).
-    """
+
+def sample() -> CpuSample:
+    """Now: busy CPU seconds, own CPU seconds, the clock and the load average (busy_s is NaN off Linux)."""
+    t = os.times()
+    return CpuSample(_machine_busy_seconds(), t.user + t.system + t.children_user + t.children_system,
+                     time.monotonic(), load_average())
+
+
+def _machine_busy_seconds() -> float:
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return sum(int(fields[1 + i]) for i in _BUSY_FIELDS) / ticks
+    except (OSError, ValueError, IndexError, AttributeError):
+        return float("nan")
+
+
+def others_busy_cores(start: CpuSample, end: CpuSample, local_procs: int = 1) -> float | None:
+    """Cores other processes kept busy on average between two samples (None: unknown, or too short to say).
+    ``local_procs`` counts this run's processes on this node (DDP ranks), taken to use alike."""
+    wall = end.wall_s - start.wall_s
+    busy = end.busy_s - start.busy_s
+    if not wall >= 1.0 or busy != busy:  # under a second the clock ticks (1/100 s) dominate; NaN: no /proc/stat
+        return None
+    return max(0.0, (busy - local_procs * (end.own_s - start.own_s)) / wall)
+
+
+def under_load(start: float | None, end: float | None, own_threads: int, n_cores: int) -> bool | None:
+    """The load-average fallback: whether others kept more than BUSY_FRACTION of the cores busy at the
+    start or the end (None: unknown).  At the end the run's own busy threads count in the load average;
+    they are taken off (at most the cores they can occupy)."""
     others = []
     if start is not None:
         others.append(start)
@@ -44,8 +87,11 @@ def under_load(start: float | None, end: float | None, own_threads: int, n_cores
     return max(others) > BUSY_FRACTION * n_cores
 
 
-def summary_fields(start: float | None, own_threads: int) -> dict:
-    """summary.json's load fields, from the load taken at the start and the load now."""
-    end, n = load_average(), cores()
-    return {"load_avg_start": start, "load_avg_end": end, "cpu_cores": n,
-            "train_img_per_s_under_load": under_load(start, end, own_threads, n)}
+def summary_fields(start: CpuSample, own_threads: int, local_procs: int = 1) -> dict:
+    """summary.json's load fields, from the sample taken at the start of training and one taken now."""
+    end, n = sample(), cores()
+    others = others_busy_cores(start, end, local_procs)
+    busy = (others > BUSY_FRACTION * n) if others is not None else under_load(start.load_avg, end.load_avg, own_threads, n)
+    return {"load_avg_start": start.load_avg, "load_avg_end": end.load_avg, "cpu_cores": n,
+            "others_busy_cores": None if others is None else round(others, 2),
+            "train_img_per_s_under_load": busy}

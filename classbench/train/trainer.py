@@ -170,7 +170,7 @@ class Trainer:
 
     def _fit(self) -> Path:
         cfg = self.cfg
-        self.load_avg_start = hostload.load_average()  # before this run's threads add to it
+        self.host_start = hostload.sample()  # what other processes use is measured from here
         self.recorder.start(cfg, self.device, self.step)
         show = cfg.log.progress == "always" or (cfg.log.progress == "auto" and sys.stderr.isatty())
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (show and self.is_main),
@@ -464,7 +464,7 @@ class Trainer:
             "wall_img_per_s": round(m.wall_img_per_s(), 2),
             "nonfinite_skipped": self.skipped, "best_weights": self.best.get("weights", "model"),
             **self.recipe.summary_fields(self.selection_split),  # EMA: both selections; early stop: why it ended
-            **hostload.summary_fields(self.load_avg_start, self.threads),  # was img/s measured on a busy host?
+            **hostload.summary_fields(self.host_start, self.threads, self.dist.local_world_size),  # a busy host?
         }
 
     # ================================================================ stops (both raise)
