@@ -172,6 +172,12 @@ class WriterLock:
 
     def release(self) -> None:
         if self.fd is not None:
+            # Wipe the holder's note while still holding the lock: a note left behind would name this
+            # process to a writer refused in the moment between the next holder's flock and its own note.
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
             os.close(self.fd)  # closing the only descriptor drops the flock
             self.fd = None
 
@@ -182,17 +188,43 @@ class WriterLock:
         self.release()
 
 
+def _kernel_lock_pid(fd: int) -> int | None:
+    """The pid that holds the flock on ``fd``'s file, from /proc/locks (Linux); None where unknown.
+
+    The kernel's word beats the note in the file: a holder killed by SIGKILL leaves its note behind,
+    and the next holder writes its own only after its flock succeeds.
+    """
+    try:
+        st = os.fstat(fd)
+        key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                # "1: FLOCK  ADVISORY  WRITE 13446 fe:00:5529982 0 EOF"; "->" marks a waiter, not a holder
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key and fields[4].isdigit():
+                    pid = int(fields[4])
+                    return pid if pid > 0 else None  # 0: the holder lives outside our pid namespace
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _lock_holder(fd: int) -> dict:
-    """What the holder wrote into the lock file; it writes right after locking, so wait a moment for it."""
+    """Who holds the lock: the note the holder writes right after locking, checked against the kernel.
+
+    Wait a moment for the note (the holder may be between its flock and its write); if it never
+    names the pid the kernel names, the note is stale and the kernel's pid is all there is to say.
+    """
+    kernel_pid = _kernel_lock_pid(fd)
     for _ in range(20):
         try:
             holder = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
-            if isinstance(holder, dict):
+            if isinstance(holder, dict) and (kernel_pid is None or holder.get("pid") == kernel_pid):
                 return holder
         except (OSError, ValueError):
             pass
         time.sleep(0.05)
-    return {}
+    return {"pid": kernel_pid} if kernel_pid is not None else {}
 
 
 def lock_writer(run_dir: str | Path) -> WriterLock:

@@ -148,6 +148,41 @@ def test_the_lock_is_per_open_and_released_by_release(tmp_path):
     runfolder.lock_writer(tmp_path).release()
 
 
+def test_release_wipes_the_holder_s_note(tmp_path):
+    lock = runfolder.lock_writer(tmp_path)
+    path = runfolder.RunFolder(tmp_path).lock
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+    lock.release()
+    assert path.read_text() == ""
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the kernel's lock table is Linux's")
+def test_a_refused_writer_names_the_kernel_s_holder_not_a_stale_note(tmp_path):
+    """CI stop 37: a resume refused between the winner's flock and its note named the previous holder."""
+    import subprocess
+    import sys
+
+    path = runfolder.RunFolder(tmp_path).lock
+    path.write_text(json.dumps({"pid": 424242, "host": "elsewhere", "since": "2026-01-01T00:00:00+00:00"}))
+    # A holder caught in that moment: it has the flock and has not written its note (a SIGKILLed
+    # holder's note stays behind the same way).
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(path)!r}, os.O_RDWR)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ClassbenchError) as e:
+            runfolder.lock_writer(tmp_path)
+        assert f"pid {holder.pid})" in str(e.value), str(e.value)
+        assert "424242" not in str(e.value) and "elsewhere" not in str(e.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    runfolder.lock_writer(tmp_path).release()  # the kernel dropped the dead holder's lock
+
+
 def test_a_failed_or_refused_resume_frees_the_lock(tiny_cfg):
     run_dir = _stopped_run(tiny_cfg)
     (runfolder.RunFolder(run_dir).last_pt).write_bytes(b"not a checkpoint")
