@@ -101,6 +101,12 @@ def test_summary_records_the_load_and_marks_img_per_s_measured_under_load(onecyc
     for key in ("load_avg_start", "load_avg_end"):
         assert isinstance(s[key], float) and s[key] >= 0
     assert isinstance(s["train_img_per_s_under_load"], bool)
+    # summary's CSV carries the measure beside the flag (this 16-step run is too short to be measured)
+    copy = tmp_path / "copied" / onecycle_run.relative_to(onecycle_run.parents[2])
+    shutil.copytree(onecycle_run, copy)
+    (copy / "summary.json").write_text(json.dumps({**s, "others_busy_cores": 0.75}))
+    assert main(["summary", str(tmp_path / "copied"), "--format", "csv"]) == 0
+    assert next(csv.DictReader(io.StringIO(capsys.readouterr().out)))["others_busy_cores"] == "0.75"
 
     # the rule: other processes' load (the run's own threads taken off at the end) against the cores
     assert hostload.under_load(0.1, 2.2, own_threads=2, n_cores=4) is False
@@ -123,6 +129,7 @@ def test_summary_records_the_load_and_marks_img_per_s_measured_under_load(onecyc
     assert main(["summary", runs_dir, "--format", "csv"]) == 0
     row = next(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert row["train_img_per_s_under_load"] == "True"
+    assert row["others_busy_cores"] == ""  # not measured on this path
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the CPU-time measure reads Linux's /proc/stat")

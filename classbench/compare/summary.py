@@ -114,6 +114,8 @@ def summarize(runs: Iterable[Run], *, split: str = "test", metric: str = "top1",
                 "train_img_per_s": _img_per_s(run),
                 # summary.json's flag (None before it existed or while running): other processes competed
                 "train_img_per_s_under_load": (run.summary or {}).get("train_img_per_s_under_load"),
+                # how many cores other processes kept busy meanwhile (None before it was measured)
+                "others_busy_cores": _num(run.summary, "others_busy_cores"),
                 "steps": _num(run.summary, "steps") if run.summary else run.last_step(),
                 "selection": dict(labels),
                 "warnings": list(run.warnings),
@@ -252,7 +254,8 @@ CSV_KEYS = [
     "best_any_step", "best_any_step_at", "best_any_step_selection",
     "test_at_best_val", "test_at_best_val_step", "test_at_best_val_selected_on", "test_at_best_val_source",
     "test_at_best_val_selection",
-    "params", "flops", "wall_time_s", "train_img_per_s", "train_img_per_s_under_load", "steps",
+    "params", "flops", "wall_time_s", "train_img_per_s", "train_img_per_s_under_load", "others_busy_cores",
+    "steps",
 ]
 
 
