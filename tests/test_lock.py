@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -159,9 +161,6 @@ def test_release_wipes_the_holder_s_note(tmp_path):
 @pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the kernel's lock table is Linux's")
 def test_a_refused_writer_names_the_kernel_s_holder_not_a_stale_note(tmp_path):
     """CI stop 37: a resume refused between the winner's flock and its note named the previous holder."""
-    import subprocess
-    import sys
-
     path = runfolder.RunFolder(tmp_path).lock
     path.write_text(json.dumps({"pid": 424242, "host": "elsewhere", "since": "2026-01-01T00:00:00+00:00"}))
     # A holder caught in that moment: it has the flock and has not written its note (a SIGKILLed

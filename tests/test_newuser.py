@@ -101,7 +101,7 @@ def test_summary_records_the_load_and_marks_img_per_s_measured_under_load(onecyc
     for key in ("load_avg_start", "load_avg_end"):
         assert isinstance(s[key], float) and s[key] >= 0
     assert isinstance(s["train_img_per_s_under_load"], bool)
-    # summary's CSV carries the measure beside the flag (this 16-step run is too short to be measured)
+    # summary's CSV carries the measure beside the flag (a 16-step run may be too short to measure: set one)
     copy = tmp_path / "copied" / onecycle_run.relative_to(onecycle_run.parents[2])
     shutil.copytree(onecycle_run, copy)
     (copy / "summary.json").write_text(json.dumps({**s, "others_busy_cores": 0.75}))
