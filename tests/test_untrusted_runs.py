@@ -383,13 +383,14 @@ def test_ctrl_c_that_a_library_turns_into_its_own_error_is_an_interruption(tmp_p
 @pytest.mark.slow  # spawns processes
 def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path):
     """From the moment classbench starts importing torch (Python's own start-up before that is not ours)."""
-    cfg = write_cfg(tmp_path / "c.yaml", SMALL, train={"steps": 200})
+    # So many steps that no run can end before its signal, on however fast a machine: a run that ended
+    # first would exit 0 and test nothing (CI's faster machine did just that with 200 steps).
+    cfg = write_cfg(tmp_path / "c.yaml", SMALL, train={"steps": 1_000_000})
     delays = (0.0, 0.5, 1.5, 3.0)  # inside torch's import (the command parser), data building, model building
-    procs = []
-    for d in delays:
-        procs.append((d, subprocess.Popen([sys.executable, "-m", "classbench", "train", cfg,
-                                           f"train.runs_dir={tmp_path / f'runs{d}'}"],
-                                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    procs = [(d, subprocess.Popen([sys.executable, "-m", "classbench", "train", cfg,
+                                   f"train.runs_dir={tmp_path / f'runs{d}'}"],
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+             for d in delays]
 
     def importing_torch(pid: int) -> bool:
         try:
@@ -397,13 +398,24 @@ def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path):
         except OSError:
             return False
 
+    # Each delay counts from that process's own first torch mapping, all four watched at once,
+    # so one process's wait does not add to the next one's.
+    due: dict[int, float] = {}
+    signalled: set[int] = set()
+    deadline = time.monotonic() + 120
     try:
-        for d, proc in procs:
-            deadline = time.monotonic() + 120
-            while not importing_torch(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.002)
-            time.sleep(d)
-            proc.send_signal(signal.SIGINT)
+        while len(signalled) < len(procs) and time.monotonic() < deadline:
+            now = time.monotonic()
+            for d, proc in procs:
+                if proc.pid in signalled:
+                    continue
+                if proc.pid not in due and (importing_torch(proc.pid) or proc.poll() is not None):
+                    due[proc.pid] = now + d
+                if proc.pid in due and now >= due[proc.pid]:
+                    proc.send_signal(signal.SIGINT)
+                    signalled.add(proc.pid)
+            time.sleep(0.002)
+        assert len(signalled) == len(procs), "a process never started importing torch"
     except BaseException:
         for _, proc in procs:
             proc.kill()
