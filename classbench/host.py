@@ -53,10 +53,22 @@ def cpu_summary() -> dict:
             "flags": [f for f in SPEED_FLAGS if f in flags]}
 
 
-def timing_setup(env: dict) -> str | None:
-    """One line naming the set-up an env.json's run was timed on: the GPU's name on CUDA; on the CPU its
-    model, family/model numbers (one model name can cover several generations), bf16 unit and thread
-    count.  None where env.json does not say (runs from before it recorded the CPU)."""
+def timing_setups(env: dict) -> list[str]:
+    """Each set-up an env.json's run was timed on, once, in the order first used: the first attempt's and
+    those of its resumes (env.json's ``resumes``); more than one means its img/s is a mix.  A set-up is the
+    GPU's name on CUDA; on the CPU its model, family/model numbers (one model name can cover several
+    generations), bf16 unit and thread count.  Empty where env.json does not say (runs from before it
+    recorded the CPU)."""
+    if not isinstance(env, dict):
+        return []
+    resumes = env.get("resumes") if isinstance(env.get("resumes"), list) else []
+    unknown = bool(env.get("first_attempt_unknown"))
+    setups = list(dict.fromkeys(s for s in (None if unknown else _one_setup(env), *map(_one_setup, resumes)) if s))
+    return ["an unknown set-up", *setups] if unknown and setups else setups
+
+
+def _one_setup(env) -> str | None:
+    """The set-up of one attempt's environment, or None."""
     if not isinstance(env, dict):
         return None
     device = str(env.get("device") or "")

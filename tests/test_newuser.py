@@ -115,8 +115,7 @@ def test_summary_records_the_load_and_marks_img_per_s_measured_under_load(onecyc
 
     # where /proc/stat is missing: a busy load average during a run makes summary.json say so, and
     # summary/report mark the img/s
-    loads = iter([9.0, 9.0])
-    monkeypatch.setattr(hostload.os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
+    monkeypatch.setattr(hostload.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
     monkeypatch.setattr(hostload.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(hostload, "_machine_busy_seconds", lambda: float("nan"))
     busy = _train(tmp_path, "train.steps=4", "eval.every=4", "name=busy")
@@ -160,6 +159,97 @@ def test_other_processes_cpu_time_is_measured_and_the_run_s_own_is_not(monkeypat
     assert (s["others_busy_cores"], s["train_img_per_s_under_load"]) == (1.0, False)  # load avg 3.9 but 1 of 4 cores
     s = hostload.summary_fields(hostload.CpuSample(99.0, 10.0, 50.0, 0.0), own_threads=2)
     assert (s["others_busy_cores"], s["train_img_per_s_under_load"]) == (1.5, True)
+
+
+def _stopped_run(tmp_path: Path, steps: int = 6, stop: int = 3) -> Path:
+    """A run stopped at step ``stop`` of ``steps``, last.pt saved there."""
+    from classbench.config import load_config
+    from classbench.errors import TrainingInterrupted
+    from classbench.train.trainer import Trainer
+
+    trainer = Trainer(load_config(None, [*TINY, f"train.runs_dir={tmp_path / 'runs'}", f"train.steps={steps}",
+                                         "train.epochs=0"]), stop_after=stop)
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit()
+    return trainer.run_dir
+
+
+def _edit_last_pt(run: Path, edit) -> None:
+    from classbench.train.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(run / "checkpoints" / "last.pt")
+    edit(ck["trainer"])
+    save_checkpoint(run / "checkpoints" / "last.pt", ck)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the CPU-time measure reads Linux's /proc/stat")
+def test_a_resumed_run_s_load_covers_its_earlier_attempts(tmp_path):
+    """others_busy_cores spans the same training as the img/s a resume carries over: last.pt keeps the
+    earlier attempts' CPU seconds of other processes and their wall time."""
+    from classbench.train.checkpoint import load_checkpoint
+
+    run = _stopped_run(tmp_path)
+    carried = load_checkpoint(run / "checkpoints" / "last.pt")["trainer"]["host_load"]
+    assert set(carried) == {"others_core_s", "wall_s"} and carried["wall_s"] > 0 and carried["others_core_s"] >= 0
+    # Say the first attempt ran for 1,000 s beside 1,000 CPU seconds of other work: one core, on average.
+    _edit_last_pt(run, lambda t: t.update(host_load={"others_core_s": 1000.0, "wall_s": 1000.0}))
+    assert main(["train", "--resume", str(run)]) == 0
+    s = json.loads((run / "summary.json").read_text())
+    assert 0.9 < s["others_busy_cores"] <= 1.0 + 2 * os.cpu_count() / 1000  # this attempt adds its few seconds
+    assert s["train_img_per_s_under_load"] is (s["others_busy_cores"] > 0.25 * os.cpu_count())
+
+    # Earlier attempts that were not measured make the whole unknown (the load average decides the flag).
+    run = _stopped_run(tmp_path / "unmeasured")
+    _edit_last_pt(run, lambda t: t.update(host_load=None))
+    assert main(["train", "--resume", str(run)]) == 0
+    assert json.loads((run / "summary.json").read_text())["others_busy_cores"] is None
+    # A checkpoint from before the measure was carried counts only this attempt, as it used to.
+    from classbench.train import hostload
+    from classbench.train.trainer import Trainer, load_run_config
+
+    run = _stopped_run(tmp_path / "older")
+    _edit_last_pt(run, lambda t: t.pop("host_load"))
+    resumed = Trainer(load_run_config(run), resume_dir=run)
+    resumed.recorder.release()
+    assert resumed.host_earlier == hostload.NOTHING_EARLIER
+
+def test_a_run_resumed_on_another_set_up_says_so(tmp_path, monkeypatch):
+    """env.json keeps the first attempt's environment and appends each resume's: a speed made on two
+    machines is named as such by compare's notes and by report's environment table."""
+    from classbench import runfolder
+    from classbench.compare.comparison import build_comparison
+    from classbench.compare.runs import load_runs
+    from classbench.host import timing_setups
+
+    run = _stopped_run(tmp_path)
+    first = json.loads((run / "env.json").read_text())
+    real = runfolder.environment
+    other_cpu = {"model": "Other CPU", "family": "25", "model_number": "17", "flags": ["avx2", "avx512_bf16"]}
+    monkeypatch.setattr(runfolder, "environment", lambda device: {**real(device), "cpu": other_cpu,
+                                                                    "git_commit": "f" * 40, "host": "elsewhere"})
+    assert main(["train", "--resume", str(run)]) == 0
+    env = json.loads((run / "env.json").read_text())
+    assert {k: v for k, v in env.items() if k != "resumes"} == first  # the first attempt's, untouched
+    (resume,) = env["resumes"]
+    assert resume["step"] == 3 and resume["cpu"] == other_cpu and resume["host"] == "elsewhere"
+    setups = timing_setups(env)
+    assert len(setups) == 2 and setups[1].startswith("Other CPU (family 25 model 17, avx512_bf16")
+
+    runs_dir = run.parents[2]
+    (note,) = build_comparison(load_runs(runs_dir, warn=False)).notes  # one run, two set-ups
+    assert "timed on 2 different set-ups" in note and "Other CPU" in note
+    out = tmp_path / "report.html"
+    assert main(["report", str(runs_dir), "-o", str(out)]) == 0
+    table = out.read_text().split("id='runs-env'")[1].split("</table>")[0]
+    assert "resumed at step 3" in table and ", then elsewhere" in table and ", then ffffffffff" in table
+
+    # A folder whose env.json is missing: the resume's environment is not taken for the first attempt's.
+    run = _stopped_run(tmp_path / "bare")
+    (run / "env.json").unlink()
+    assert main(["train", "--resume", str(run)]) == 0
+    env = json.loads((run / "env.json").read_text())
+    assert env["first_attempt_unknown"] is True and len(env["resumes"]) == 1
+    assert timing_setups(env)[0] == "an unknown set-up"
 
 
 # ---------------------------------------------------------------- 8. TensorBoard from metrics.jsonl

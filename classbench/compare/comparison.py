@@ -38,7 +38,7 @@ from typing import Any, Sequence
 from .. import runfolder
 from ..config import flatten
 from ..errors import ClassbenchError
-from ..host import timing_setup
+from ..host import timing_setups
 from . import stats
 from .runs import Run, is_number
 
@@ -441,8 +441,8 @@ def build_arms(runs: Sequence[Run], *, target: float | None = None,
             except ClassbenchError as e:
                 arm.outcomes[str(r.path)] = None
                 arm.notes.append(str(e))
-        setups = sorted({m for r in arm_runs if (m := timing_setup(r.env))})
-        if len(setups) > 1:  # a mean of two set-ups' speeds describes neither
+        setups = sorted({m for r in arm_runs for m in timing_setups(r.env)})
+        if len(setups) > 1:  # a mean of two set-ups' speeds describes neither (a resumed run's own img/s may mix two)
             arm.notes.append(f"arm {arm.label}: its runs were timed on {len(setups)} different set-ups ({'; '.join(setups)}); "
                              "its img/s and wall time are means across them")
         counts = sorted({p["correct"].size for p in arm.outcomes.values() if p is not None})

@@ -438,15 +438,26 @@ def _env_html(runs: Sequence[Run]) -> str:
            "<th>host</th><th>device</th><th>git commit</th><th>torch</th></tr></thead><tbody>"]
     for r in runs:
         env = r.env
-        commit = env.get("git_commit") or ""
-        if commit:
-            commit = commit[:10] + (" (dirty)" if env.get("git_dirty") else "")
+        resumes = [e for e in env.get("resumes", []) if isinstance(e, dict)] if isinstance(env.get("resumes"), list) else []
+        attempts = ([] if env.get("first_attempt_unknown") else [env]) + resumes
+
+        def each(value) -> str:  # a resumed run shows every attempt's value, once each, in order
+            return ", then ".join(dict.fromkeys(v for e in attempts if (v := value(e)))) or "–"
+
+        def commit(e) -> str:
+            c = e.get("git_commit") or ""
+            return c[:10] + (" (dirty)" if e.get("git_dirty") else "") if c else ""
+
+        started = str(env.get("started", "–")) + "".join(f"; resumed at step {e.get('step', '?')} {e.get('started', '')}"
+                                                        for e in resumes)
         step = r.last_step()
         out.append(
             f"<tr><td class='run'>{esc(r.rel)}</td><td>{_badge(r.status)}</td>"
-            f"<td class='num'>{'–' if step is None else step}</td><td>{esc(env.get('started', '–'))}</td>"
-            f"<td>{esc(env.get('host', '–'))}</td><td>{esc(env.get('device_name') or env.get('device') or '–')}</td>"
-            f"<td><code>{esc(commit or '–')}</code></td><td>{esc((env.get('versions') or {}).get('torch', '–'))}</td></tr>"
+            f"<td class='num'>{'–' if step is None else step}</td><td>{esc(started)}</td>"
+            f"<td>{esc(each(lambda e: e.get('host')))}</td>"
+            f"<td>{esc(each(lambda e: e.get('device_name') or e.get('device')))}</td>"
+            f"<td><code>{esc(each(commit))}</code></td>"
+            f"<td>{esc(each(lambda e: (e.get('versions') or {}).get('torch')))}</td></tr>"
         )
     out.append("</tbody></table>")
     return "".join(out)

@@ -5,6 +5,9 @@ model's speed.  On Linux the measure is exact: the machine's busy CPU seconds
 (/proc/stat) over the run, less this run's own (its process and, under DDP, as
 many again for each other rank on this node), divided by the wall time, is the
 number of cores other processes kept busy on average (``others_busy_cores``).
+A resumed run carries its earlier attempts' figures in last.pt, up to the
+checkpoint it resumes from, as its clocks are carried: the figure covers the
+same training time as its img/s.
 The 1-minute load average at the start and end is recorded too, and is the
 fallback where /proc/stat is missing; it is only a hint, because it lags: a
 sweep's next run starts while it still holds the previous run's threads.
@@ -21,6 +24,9 @@ from dataclasses import dataclass
 
 #: Other processes' load, as a fraction of the cores, above which img/s counts as measured under load.
 BUSY_FRACTION = 0.25
+
+#: A fresh run's earlier attempts (:func:`carried`); None in their place means they were not measured.
+NOTHING_EARLIER = {"others_core_s": 0.0, "wall_s": 0.0}
 
 #: /proc/stat's cpu fields that are busy time (the rest are idle and iowait; guest time is inside user).
 _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user, nice, system, irq, softirq, steal
@@ -63,14 +69,35 @@ def _machine_busy_seconds() -> float:
         return float("nan")
 
 
-def others_busy_cores(start: CpuSample, end: CpuSample, local_procs: int = 1) -> float | None:
+def others_busy_cores(start: CpuSample, end: CpuSample, local_procs: int = 1,
+                      earlier: dict | None = NOTHING_EARLIER) -> float | None:
     """Cores other processes kept busy on average between two samples (None: unknown, or too short to say).
-    ``local_procs`` counts this run's processes on this node (DDP ranks), taken to use alike."""
-    wall = end.wall_s - start.wall_s
-    busy = end.busy_s - start.busy_s
-    if not wall >= 1.0 or busy != busy:  # under a second the clock ticks (1/100 s) dominate; NaN: no /proc/stat
+    ``local_procs`` counts this run's processes on this node (DDP ranks), taken to use alike.  ``earlier``
+    (:func:`carried`, from last.pt) adds a resumed run's earlier attempts, so the figure covers all of it."""
+    so_far = carried(start, end, local_procs, earlier)
+    if so_far is None or not so_far["wall_s"] >= 1.0:  # under a second the clock ticks (1/100 s) dominate
         return None
-    return max(0.0, (busy - local_procs * (end.own_s - start.own_s)) / wall)
+    return so_far["others_core_s"] / so_far["wall_s"]
+
+
+def carried(start: CpuSample | None, end: CpuSample, local_procs: int = 1,
+            earlier: dict | None = NOTHING_EARLIER) -> dict | None:
+    """The CPU seconds other processes used and the wall seconds they span, this attempt's (``start`` to
+    ``end``) plus ``earlier`` attempts'; last.pt keeps it for a resume.  None where either part is unknown:
+    no /proc/stat, or a checkpoint whose earlier attempts were not measured."""
+    if start is None or not _valid_carried(earlier):
+        return None
+    busy = end.busy_s - start.busy_s
+    if busy != busy:  # NaN: no /proc/stat
+        return None
+    core_s = max(0.0, busy - local_procs * (end.own_s - start.own_s))
+    wall = end.wall_s - start.wall_s
+    return {"others_core_s": core_s + earlier["others_core_s"], "wall_s": wall + earlier["wall_s"]}
+
+
+def _valid_carried(d) -> bool:
+    return isinstance(d, dict) and all(isinstance(d.get(k), (int, float)) and 0 <= d[k] < float("inf")
+                                       for k in ("others_core_s", "wall_s"))
 
 
 def under_load(start: float | None, end: float | None, own_threads: int, n_cores: int) -> bool | None:
@@ -87,10 +114,12 @@ def under_load(start: float | None, end: float | None, own_threads: int, n_cores
     return max(others) > BUSY_FRACTION * n_cores
 
 
-def summary_fields(start: CpuSample, own_threads: int, local_procs: int = 1) -> dict:
-    """summary.json's load fields, from the sample taken at the start of training and one taken now."""
+def summary_fields(start: CpuSample, own_threads: int, local_procs: int = 1,
+                   earlier: dict | None = NOTHING_EARLIER) -> dict:
+    """summary.json's load fields, from the sample taken at the start of this attempt and one taken now;
+    ``earlier``: a resumed run's earlier attempts (:func:`carried`).  The load averages are this attempt's."""
     end, n = sample(), cores()
-    others = others_busy_cores(start, end, local_procs)
+    others = others_busy_cores(start, end, local_procs, earlier)
     busy = (others > BUSY_FRACTION * n) if others is not None else under_load(start.load_avg, end.load_avg, own_threads, n)
     return {"load_avg_start": start.load_avg, "load_avg_end": end.load_avg, "cpu_cores": n,
             "others_busy_cores": None if others is None else round(others, 2),

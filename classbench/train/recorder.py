@@ -78,6 +78,7 @@ class Recorder:
             # Lines written after the checkpoint belong to steps that will be trained again.
             kept = [r for r in runfolder.read_metrics(self.run_dir) if r.get("step", 0) <= step]
             atomic_write_text(self.folder.metrics_jsonl, "".join(json.dumps(r) + "\n" for r in kept))
+            runfolder.add_resume_environment(self.run_dir, {**runfolder.environment(device), "step": step})
         else:
             atomic_write_json(self.folder.env_json, runfolder.environment(device))
         # Also on resume: overrides (a new budget) make this the config the run really finishes under.

@@ -132,6 +132,10 @@ class Trainer:
         self.window = Window(self.device)
         self._last_eval_step: int | None = None
         self._stop_signal: int | None = None
+        # How busy other processes kept the cores: this attempt's from host_start (set in fit), and a
+        # resumed run's earlier attempts from last.pt (None: not measured), so the figure spans the run.
+        self.host_start: hostload.CpuSample | None = None
+        self.host_earlier: dict | None = hostload.NOTHING_EARLIER
 
         # ---- run folder
         self.resumed = resume_dir is not None
@@ -317,7 +321,9 @@ class Trainer:
 
     def state_dict(self) -> dict:  # last.pt's "trainer" entry: the loop's counters and the clocks
         return {"step": self.step, "best": self.best, "skipped": self.skipped, "precision": self.precision,
-                "window": self.window.state_dict(), "recipe": self.recipe.state_dict(), **self.meter.state_dict()}
+                "window": self.window.state_dict(), "recipe": self.recipe.state_dict(), **self.meter.state_dict(),
+                "host_load": hostload.carried(self.host_start, hostload.sample(), self.dist.local_world_size,
+                                              self.host_earlier)}
 
     def load_state_dict(self, t: dict) -> None:
         self.step, self.best, self.skipped = int(t["step"]), dict(t["best"]), int(t["skipped"])
@@ -325,6 +331,9 @@ class Trainer:
         if "recipe" in t:  # checkpoints from before the recipes have none (and no recipe was on)
             self.recipe.load_state_dict(t["recipe"])
         self.meter.load_state_dict(t)
+        # Checkpoints from before it was kept: the earlier attempts count as unmeasured-and-absent, as they
+        # used to (the figure then covers this attempt only).
+        self.host_earlier = t.get("host_load", hostload.NOTHING_EARLIER)
 
     def _save_last(self) -> None:
         with self.meter.paused():
@@ -464,7 +473,8 @@ class Trainer:
             "wall_img_per_s": round(m.wall_img_per_s(), 2),
             "nonfinite_skipped": self.skipped, "best_weights": self.best.get("weights", "model"),
             **self.recipe.summary_fields(self.selection_split),  # EMA: both selections; early stop: why it ended
-            **hostload.summary_fields(self.host_start, self.threads, self.dist.local_world_size),  # a busy host?
+            **hostload.summary_fields(self.host_start, self.threads, self.dist.local_world_size,  # a busy host?
+                                      self.host_earlier),
         }
 
     # ================================================================ stops (both raise)
