@@ -306,15 +306,18 @@ def environment(device) -> dict:
 def add_resume_environment(run_dir: str | Path, env: dict) -> None:
     """A resume's environment, appended to env.json's ``resumes`` list.  The top level stays the first
     attempt's; a run resumed on another machine, thread count or commit then says so (``host.timing_setups``
-    names such a run's set-ups, all of them).  A missing or damaged env.json (a folder from elsewhere)
-    gets ``first_attempt_unknown``: the resume's environment is not passed off as the first attempt's."""
+    names such a run's set-ups, all of them).  A missing env.json (a folder from elsewhere) gets
+    ``first_attempt_unknown``: the resume's environment is not passed off as the first attempt's.  A
+    damaged one is left as it is, for a person to read: the readers already report it."""
     path = RunFolder(run_dir).env_json
     try:
         first = _read_json(path)
     except (OSError, ValueError):
-        first = None
-    if not isinstance(first, dict):
+        return
+    if first is None:
         first = {"first_attempt_unknown": True}
+    elif not isinstance(first, dict):
+        return
     resumes = first.get("resumes")
     first["resumes"] = [*(resumes if isinstance(resumes, list) else []), env]
     atomic_write_json(path, first)

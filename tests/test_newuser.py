@@ -250,6 +250,11 @@ def test_a_run_resumed_on_another_set_up_says_so(tmp_path, monkeypatch):
     env = json.loads((run / "env.json").read_text())
     assert env["first_attempt_unknown"] is True and len(env["resumes"]) == 1
     assert timing_setups(env)[0] == "an unknown set-up"
+    # A damaged one is kept as it is: nothing a person might still read is overwritten.
+    run = _stopped_run(tmp_path / "damaged")
+    (run / "env.json").write_text('{"git_commit": "abc", trunc')
+    assert main(["train", "--resume", str(run)]) == 0
+    assert (run / "env.json").read_text() == '{"git_commit": "abc", trunc'
 
 
 # ---------------------------------------------------------------- 8. TensorBoard from metrics.jsonl
