@@ -59,12 +59,11 @@ def timing_setups(env: dict) -> list[str]:
     GPU's name on CUDA; on the CPU its model, family/model numbers (one model name can cover several
     generations), bf16 unit and thread count.  Empty where env.json does not say (runs from before it
     recorded the CPU)."""
-    if not isinstance(env, dict):
-        return []
-    resumes = env.get("resumes") if isinstance(env.get("resumes"), list) else []
-    unknown = bool(env.get("first_attempt_unknown"))
-    setups = list(dict.fromkeys(s for s in (None if unknown else _one_setup(env), *map(_one_setup, resumes)) if s))
-    return ["an unknown set-up", *setups] if unknown and setups else setups
+    from .runfolder import attempt_environments  # lazily: runfolder imports torch, which this module does without
+
+    attempts = attempt_environments(env)
+    setups = list(dict.fromkeys(s for e in attempts if (s := _one_setup(e))))  # in order, once each
+    return ["an unknown set-up", *setups] if setups and attempts[0] is None else setups
 
 
 def _one_setup(env) -> str | None:

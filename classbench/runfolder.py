@@ -303,6 +303,16 @@ def environment(device) -> dict:
     }
 
 
+def attempt_environments(env: Any) -> list[dict | None]:
+    """An env.json's attempts in order: the first attempt's environment (None where it is unknown:
+    ``first_attempt_unknown``), then each resume's (``resumes``).  Empty for anything but an object."""
+    if not isinstance(env, dict):
+        return []
+    resumes = env.get("resumes")
+    resumes = [e for e in resumes if isinstance(e, dict)] if isinstance(resumes, list) else []
+    return [None if env.get("first_attempt_unknown") else env, *resumes]
+
+
 def add_resume_environment(run_dir: str | Path, env: dict) -> None:
     """A resume's environment, appended to env.json's ``resumes`` list.  The top level stays the first
     attempt's; a run resumed on another machine, thread count or commit then says so (``host.timing_setups``

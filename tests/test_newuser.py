@@ -213,6 +213,7 @@ def test_a_resumed_run_s_load_covers_its_earlier_attempts(tmp_path):
     resumed.recorder.release()
     assert resumed.host_earlier == hostload.NOTHING_EARLIER
 
+
 def test_a_run_resumed_on_another_set_up_says_so(tmp_path, monkeypatch):
     """env.json keeps the first attempt's environment and appends each resume's: a speed made on two
     machines is named as such by compare's notes and by report's environment table."""

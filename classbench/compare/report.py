@@ -31,8 +31,8 @@ import numpy as np
 
 from ..errors import ClassbenchError
 from ..io import atomic_write_text
-from ..runfolder import (CONFIG, SUMMARY, TEST_OUTCOMES, RunFolder, calibration_bins, checkpoint_rel, confusion_matrix,
-                         plain_text, test_outcomes_path)
+from ..runfolder import (CONFIG, SUMMARY, TEST_OUTCOMES, RunFolder, attempt_environments, calibration_bins,
+                         checkpoint_rel, confusion_matrix, plain_text, test_outcomes_path)
 from . import stats
 from .comparison import Arm, Comparison, arm_cells, arm_columns, build_comparison, excluded_lines
 from .plots import arm_colors, make_arm_figures, make_figures, reliability_figure, run_colors
@@ -438,8 +438,8 @@ def _env_html(runs: Sequence[Run]) -> str:
            "<th>host</th><th>device</th><th>git commit</th><th>torch</th></tr></thead><tbody>"]
     for r in runs:
         env = r.env
-        resumes = [e for e in env.get("resumes", []) if isinstance(e, dict)] if isinstance(env.get("resumes"), list) else []
-        attempts = ([] if env.get("first_attempt_unknown") else [env]) + resumes
+        every = attempt_environments(env)
+        resumes, attempts = every[1:], [e for e in every if e is not None]
 
         def each(value) -> str:  # a resumed run shows every attempt's value, once each, in order
             return ", then ".join(dict.fromkeys(v for e in attempts if (v := value(e)))) or "–"

@@ -331,8 +331,8 @@ class Trainer:
         if "recipe" in t:  # checkpoints from before the recipes have none (and no recipe was on)
             self.recipe.load_state_dict(t["recipe"])
         self.meter.load_state_dict(t)
-        # Checkpoints from before it was kept: the earlier attempts count as unmeasured-and-absent, as they
-        # used to (the figure then covers this attempt only).
+        # A checkpoint from before host_load was kept: its earlier attempts count as nothing, as they used
+        # to (the figure then covers this attempt only).
         self.host_earlier = t.get("host_load", hostload.NOTHING_EARLIER)
 
     def _save_last(self) -> None:
