@@ -4,6 +4,7 @@
     < drivers, commands, cli, api (the public functions that the package top re-exports lazily)
 
 A module may import its own layer and the ones below it; compare and inference may import each other.
+The same table must name every top-level module and every module of the packages it lists file by file.
 """
 
 from __future__ import annotations
@@ -80,6 +81,53 @@ def upward_imports() -> list[str]:
 def test_every_module_is_in_a_layer():
     parts = {_part(_module_name(p)) for p in PACKAGE.rglob("*.py")}
     assert parts <= set(LEVEL), sorted(parts - set(LEVEL))
+
+
+# Packages whose rows in docs/design.md's layer table name each module: a newcomer reads the tree
+# there.  layers/, models/ and commands/ are described as a whole ("one file per family", ...).
+MODULE_BY_MODULE = ("data", "train", "compare", "inference", "drivers")
+
+
+def layer_table(text: str) -> dict[str, str]:
+    """docs/design.md's layer table as {path cell: holds cell}."""
+    rows, inside = {}, False
+    for line in text.splitlines():
+        if line.startswith("| layer | path | holds |"):
+            inside = True
+        elif inside and not line.startswith("|"):
+            break
+        elif inside and not line.startswith("|--"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[1]] = cells[2]
+    return rows
+
+
+def modules_missing_from(table: dict[str, str]) -> list[str]:
+    missing = []
+    paths = " ".join(table)
+    for path in sorted(PACKAGE.glob("*.py")):
+        if path.name != "__init__.py" and f"classbench/{path.name}" not in paths:
+            missing.append(f"classbench/{path.name}")
+    for package in MODULE_BY_MODULE:
+        holds = " ".join(h for p, h in table.items() if f"classbench/{package}/" in p)
+        for path in sorted((PACKAGE / package).glob("*.py")):
+            if path.name != "__init__.py" and f"`{path.name}`" not in holds:
+                missing.append(f"classbench/{package}/{path.name}")
+    return missing
+
+
+def test_design_md_names_every_module():
+    table = layer_table((PACKAGE.parent / "docs" / "design.md").read_text(encoding="utf-8"))
+    assert len(table) >= 10, "docs/design.md's layer table was not found"
+    missing = modules_missing_from(table)
+    assert not missing, "modules that docs/design.md's layer table does not name: " + ", ".join(missing)
+
+
+def test_the_design_table_check_sees_a_missing_module():
+    table = {"`classbench/io.py`": "atomic writes", "`classbench/train/`": "`trainer.py` (the loop)"}
+    missing = modules_missing_from(table)
+    assert "classbench/train/step.py" in missing and "classbench/host.py" in missing
+    assert "classbench/train/trainer.py" not in missing and "classbench/io.py" not in missing
 
 
 def test_no_import_runs_up_the_layers():
