@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import math
+import shutil
 import warnings
 from pathlib import Path
 
@@ -195,6 +196,21 @@ def test_arms_of_one_name_are_labelled_by_the_keys_that_differ(tmp_path):
     comp = build_comparison(load(runs))
     assert sorted(a.label for a in comp.arms) == ["toy optim.lr=0.05", "toy optim.lr=0.1"]
     assert all(a.n == 2 for a in comp.arms)
+    assert not any("makes 2 arms" in n for n in comp.notes)  # two recipes with their seeds: nothing to warn of
+
+
+def test_a_seed_added_with_other_overrides_is_named_with_the_way_to_add_one(tmp_path, capsys):
+    # The first seeds ran with train.precision=fp32 on the command line; the added one without it.
+    runs = tmp_path / "runs"
+    for seed in (0, 1, 2):
+        fake_run(runs, "toy", seed, 0.80 + seed / 100, "train.precision=fp32")
+    fake_run(runs, "toy", 3, 0.83, stamp="added")
+    comp = build_comparison(load(runs))
+    assert sorted((a.label, a.n) for a in comp.arms) == [("toy train.precision=auto", 1), ("toy train.precision=fp32", 3)]
+    (note,) = [n for n in comp.notes if "makes 2 arms" in n]
+    assert "differ in train.precision" in note and "`classbench train RUN/config.yaml train.seed=N`" in note
+    rc, out, _ = cli(capsys, "compare", str(runs))
+    assert rc == 0 and "config toy makes 2 arms, which differ in train.precision" in out
 
 
 def test_one_run_arms_have_no_ci_and_use_mcnemar(tmp_path, capsys):
@@ -355,6 +371,19 @@ def e2e_report(trained, tmp_path_factory) -> Path:
         warnings.simplefilter("ignore")
         assert main(["report", str(trained), "-o", str(out)]) == 0
     return out
+
+
+def test_a_run_trained_from_a_stored_config_joins_its_arm(trained, tmp_path, capsys):
+    """README's way to add a seed later: the stored config.yaml holds the recipe's overrides."""
+    first = sorted((trained / "synthetic" / "wide").iterdir())[0]
+    runs = tmp_path / "runs"
+    shutil.copytree(first, runs / "synthetic" / "wide" / first.name)
+    rc, _, err = cli(capsys, "train", str(first / "config.yaml"), "train.seed=7", f"train.runs_dir={runs}")
+    assert rc == 0, err
+    comp = build_comparison(load(runs))
+    assert [(a.label, a.n) for a in comp.arms] == [("wide", 2)]
+    seed = yaml.safe_load((first / "config.yaml").read_text())["train"]["seed"]
+    assert sorted(r.config["train"]["seed"] for r in comp.arms[0].runs) == sorted([seed, 7])
 
 
 def _summaries(runs: Path) -> dict[str, list[dict]]:

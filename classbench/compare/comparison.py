@@ -381,8 +381,7 @@ def _labels(groups: dict[str, list[tuple[Run, dict, float]]]) -> dict[str, str]:
             labels[keys[0]] = name
             continue
         flats = [groups[k][0][1] for k in keys]
-        all_keys = sorted({k for f in flats for k in f} - _LABEL_IGNORED)
-        differing = [k for k in all_keys if len({_fmt_value(f.get(k, "(unset)")) for f in flats}) > 1]
+        differing = _differing_keys(flats)
         for key, flat in zip(keys, flats):
             parts = [f"{k}={_fmt_value(flat.get(k, '(unset)'))}" for k in differing]
             labels[key] = " ".join([name, *parts])
@@ -393,6 +392,35 @@ def _labels(groups: dict[str, list[tuple[Run, dict, float]]]) -> dict[str, str]:
         if used[base] > 1:
             labels[key] = f"{base} #{used[base]}"
     return labels
+
+
+def _differing_keys(flats: list[dict]) -> list[str]:
+    """The config keys, seed and run-only keys aside, whose values differ between these resolved configs."""
+    all_keys = sorted({k for f in flats for k in f} - _LABEL_IGNORED)
+    return [k for k in all_keys if len({_fmt_value(f.get(k, "(unset)")) for f in flats}) > 1]
+
+
+def _split_config_notes(arms: list[Arm]) -> list[str]:
+    """A note per config whose runs fall into several arms when one of those arms holds a single run.
+
+    That is how a seed added later with other overrides looks (the first runs with train.precision=fp32,
+    the new one without): it joins no arm, and a verdict on it would compare recipes, not seeds.
+    """
+    by_name: dict[str, list[Arm]] = {}
+    for arm in arms:
+        by_name.setdefault(arm.config, []).append(arm)
+    notes = []
+    for name, group in sorted(by_name.items()):
+        if len(group) < 2 or all(a.n >= 2 for a in group):
+            continue
+        keys = _differing_keys([a.config_flat for a in group])
+        notes.append(
+            f"config {name} makes {len(group)} arms, which differ in {', '.join(keys) or 'keys not shown'}: "
+            "runs of one config that differ in any key but the seed are separate arms. If a lone run was meant as "
+            "another seed of an arm, train it again from one of that arm's stored configs, which hold every "
+            "override: `classbench train RUN/config.yaml train.seed=N`"
+        )
+    return notes
 
 
 def _fmt_value(v: Any) -> str:
@@ -567,7 +595,7 @@ def build_comparison(runs: Sequence[Run], *, baseline: str | None = None, target
                      score: str = "best") -> Comparison:
     """Everything summary, compare, plot and report show, computed once from the run folders."""
     arms, excluded = build_arms(runs, target=target, score=score)
-    notes = [n for a in arms for n in a.notes]
+    notes = [n for a in arms for n in a.notes] + _split_config_notes(arms)
     if len(arms) < 2:
         return Comparison(arms, [], arms[0] if arms else None, baseline is not None, excluded, notes, target, score)
     ref = _pick_reference(arms, baseline)
