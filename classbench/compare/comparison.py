@@ -418,7 +418,7 @@ def _split_config_notes(arms: list[Arm]) -> list[str]:
             f"config {name} makes {len(group)} arms, which differ in {', '.join(keys) or 'keys not shown'}: "
             "runs of one config that differ in any key but the seed are separate arms. If a lone run was meant as "
             "another seed of an arm, train it again from one of that arm's stored configs, which hold every "
-            "override: `classbench train RUN/config.yaml train.seed=N`"
+            f"override: `classbench train RUN/{runfolder.CONFIG} train.seed=N`"
         )
     return notes
 
