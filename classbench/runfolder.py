@@ -376,11 +376,13 @@ def is_run_dir(path: str | Path) -> bool:
     return folder.config_yaml.is_file() or folder.metrics_jsonl.is_file()
 
 
-def discover(runs_dir: str | os.PathLike) -> list[Path]:
+def discover(runs_dir: str | os.PathLike, pattern: str | None = None) -> list[Path]:
     """Every run folder under ``runs_dir`` (itself included), sorted by path.
 
     A run folder is one that holds config.yaml or metrics.jsonl; the walk does
     not descend into run folders (their checkpoints/ etc. are not runs).
+    ``pattern`` (the commands' ``--filter REGEX``) keeps the folders whose path, relative to
+    ``runs_dir`` or in full, it is found in.
     """
     root = Path(runs_dir)
     if not root.exists():
@@ -398,7 +400,24 @@ def discover(runs_dir: str | os.PathLike) -> list[Path]:
             dirnames[:] = []
             continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    if pattern:
+        rx = _compile_filter(pattern)
+        found = [p for p in found if rx.search(_relative_posix(p, root)) or rx.search(p.as_posix())]
     return sorted(found)
+
+
+def _compile_filter(pattern: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise ClassbenchError(f"--filter {pattern!r} is not a valid regular expression: {e}") from e
+
+
+def _relative_posix(p: Path, root: Path) -> str:
+    try:
+        return p.relative_to(root).as_posix()
+    except ValueError:
+        return p.as_posix()
 
 
 def last_update(run_dir: str | Path) -> float:

@@ -57,6 +57,22 @@ def test_records_every_finished_run_without_checkpoints_and_skips_the_rest(runs_
     assert capsys.readouterr().out == from_runs and len(from_runs.splitlines()) == 1 + len(FINISHED)
 
 
+def test_filter_records_only_the_matching_runs_of_a_shared_runs_folder(runs_dir, tmp_path, capsys):
+    """A runs folder often holds runs that belong in another record: --filter keeps the others out."""
+    dest = tmp_path / "results"
+    assert main(["record", str(runs_dir), "--filter", "toy-[ac]/", "--to", str(dest)]) == 0
+    assert [r.relative_to(dest).parts[1] for r in runfolder.discover(dest)] == ["toy-a", "toy-c"]
+    assert "toy-b" not in capsys.readouterr().out
+
+    # a filter that matches nothing records nothing and says what it looked for, in one line
+    assert main(["record", str(runs_dir), "--filter", "toy-z", "--to", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert "matching --filter 'toy-z'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "other").exists()
+    assert main(["record", str(runs_dir), "--filter", "toy-(", "--to", str(tmp_path / "other")]) == 2
+    assert "not a valid regular expression" in capsys.readouterr().err
+
+
 def test_recording_again_keeps_an_identical_record_and_refuses_a_different_one(runs_dir, tmp_path, capsys):
     dest = tmp_path / "results"
     a, b = runfolder.discover(runs_dir)[:2]

@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_RUNS_DIR",
                         help="a run folder, or a folder that holds run folders (searched recursively)")
     parser.add_argument("--to", required=True, metavar="DEST", help="the folder of records, e.g. results/seed004")
+    parser.add_argument("--filter", metavar="REGEX",
+                        help="only the runs whose path matches this regular expression, as in summary: a runs folder "
+                             "often holds runs that belong to another record")
 
 
 def _size(n: int) -> str:
@@ -38,9 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from .. import runfolder
     from ..errors import ClassbenchError
 
-    found = sorted({p.resolve(): p for arg in args.runs for p in runfolder.discover(arg)}.values())
+    found = sorted({p.resolve(): p for arg in args.runs for p in runfolder.discover(arg, args.filter)}.values())
     if not found:
-        raise ClassbenchError(f"No run folder under {' '.join(args.runs)}: nothing to record.")
+        matching = f" matching --filter {args.filter!r}" if args.filter else ""
+        raise ClassbenchError(f"No run folder{matching} under {' '.join(args.runs)}: nothing to record.")
     recorded, problems = 0, 0
     labels = functools.cache(_dataset_labels)  # asked again when an existing record is compared: one note a run
     for run_dir in found:

@@ -344,13 +344,6 @@ def group_matcher(patterns: Iterable[str]):
     return lambda name: name in exact or any(rx.fullmatch(name) for rx in compiled)
 
 
-def _compile_filter(pattern: str) -> re.Pattern:
-    try:
-        return re.compile(pattern)
-    except re.error as e:
-        raise ClassbenchError(f"--filter {pattern!r} is not a valid regular expression: {e}") from e
-
-
 def load_runs(
     runs_dir: str | os.PathLike = "runs",
     *,
@@ -365,11 +358,7 @@ def load_runs(
     ``filter`` is a regex searched in the run path (relative to ``runs_dir``, or the full path);
     ``group`` names a group of configs/groups.yaml.  With ``require``, finding no run is an error.
     """
-    paths = discover(runs_dir)
-    if filter:
-        rx = _compile_filter(filter)
-        paths = [p for p in paths if rx.search(_rel(p, runs_dir)) or rx.search(p.as_posix())]
-    runs = [load_run(p, runs_dir) for p in paths]
+    runs = [load_run(p, runs_dir) for p in discover(runs_dir, filter)]
     if group:
         groups = load_groups(groups_file)
         if group not in groups:
@@ -392,13 +381,6 @@ def load_runs(
             for note in r.warnings:
                 warnings.warn(note, stacklevel=2)
     return runs
-
-
-def _rel(p: Path, root: str | os.PathLike) -> str:
-    try:
-        return p.relative_to(root).as_posix()
-    except ValueError:
-        return p.as_posix()
 
 
 def assign_labels(runs: list[Run]) -> None:
