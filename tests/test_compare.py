@@ -139,6 +139,8 @@ def test_verdicts_welch_and_holm(three_arms):
     assert not mid.significant and mid.sentence.startswith("no significant difference between wide and mid")
     sd = stats.pooled_std([A, C])
     assert f"about {stats.seeds_for_power(sd, 0.005)} seeds per arm would detect a 0.5-point difference with 80 % power" in mid.sentence
+    # ... and says what spread that rests on: 3 seeds each pool 4 degrees of freedom
+    assert f"if the seeds spread as these do (pooled std {100 * sd:.2f} points, 4 degrees of freedom)" in mid.sentence
     assert comp.verdicts[0] is narrow  # the decisive verdict heads the list
 
 
