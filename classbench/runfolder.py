@@ -384,6 +384,7 @@ def discover(runs_dir: str | os.PathLike, pattern: str | None = None) -> list[Pa
     ``pattern`` (the commands' ``--filter REGEX``) keeps the folders whose path, relative to
     ``runs_dir`` or in full, it is found in.
     """
+    rx = _compile_filter(pattern) if pattern else None
     root = Path(runs_dir)
     if not root.exists():
         raise ClassbenchError(
@@ -400,8 +401,7 @@ def discover(runs_dir: str | os.PathLike, pattern: str | None = None) -> list[Pa
             dirnames[:] = []
             continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-    if pattern:
-        rx = _compile_filter(pattern)
+    if rx:
         found = [p for p in found if rx.search(_relative_posix(p, root)) or rx.search(p.as_posix())]
     return sorted(found)
 

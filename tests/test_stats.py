@@ -166,6 +166,9 @@ def test_pooled_std_by_hand():
     ss = (1 + 0 + 1) + (1 + 1)
     assert stats.pooled_std([a, b]) == pytest.approx(math.sqrt(ss / 3))
     assert stats.pooled_std([[1.0], [2.0]]) is None
+    sd, df = stats.pooled_spread([a, b, [5.0]])  # a lone value adds no degree of freedom
+    assert sd == pytest.approx(math.sqrt(ss / 3)) and df == 3
+    assert stats.pooled_spread([[1.0], [2.0]]) is None
 
 
 # ---------------------------------------------------------------- calibration

@@ -566,8 +566,8 @@ def _sentence(v: Verdict, *, family: int) -> str:
     if r.test == "mcnemar":
         return text + ". This tests the two trained models, not the recipes: train more seeds per arm to compare the recipes."
     if not v.significant:
-        samples = [v.a.test_values, v.b.test_values]
-        sd = stats.pooled_std(samples)
+        spread = stats.pooled_spread([v.a.test_values, v.b.test_values])
+        sd, df = spread if spread else (None, 0)
         n = stats.seeds_for_power(sd, DETECT, POWER) if sd is not None else None
         det, pw = f"{100 * DETECT:g}", f"{100 * POWER:g} %"
         if n is None:
@@ -577,9 +577,8 @@ def _sentence(v: Verdict, *, family: int) -> str:
         if sd is not None:
             # The seed count is only as good as the spread it rests on, and a spread from two or three seeds
             # is rough (one degree of freedom puts the true std anywhere from about half to 32 times it, at 95 %).
-            df = sum(len(x) - 1 for x in samples if len(x) >= 2)
-            (spread,) = fmt_points(sd)
-            text += (f" if the seeds spread as these do (pooled std {spread} points, {df} degree"
+            (std,) = fmt_points(sd)
+            text += (f" if the seeds spread as these do (pooled std {std} points, {df} degree"
                      f"{'' if df == 1 else 's'} of freedom)")
     return text + "."
 

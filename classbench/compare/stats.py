@@ -209,15 +209,22 @@ def seeds_for_power(sd: float, delta: float, power: float = 0.8, alpha: float = 
     return hi
 
 
-def pooled_std(samples: Sequence[Sequence[float]]) -> float | None:
-    """The pooled sample std of several arms (the std a t-test assumes they share); None without two values in one arm."""
+def pooled_spread(samples: Sequence[Sequence[float]]) -> tuple[float, int] | None:
+    """The pooled sample std of several arms (the std a t-test assumes they share) and its degrees of
+    freedom (each arm's values less one); None without two values in one arm."""
     ss, df = 0.0, 0
     for s in samples:
         x = np.asarray(s, dtype=float)
         if x.size >= 2:
             ss += float(((x - x.mean()) ** 2).sum())
             df += x.size - 1
-    return math.sqrt(ss / df) if df else None
+    return (math.sqrt(ss / df), df) if df else None
+
+
+def pooled_std(samples: Sequence[Sequence[float]]) -> float | None:
+    """:func:`pooled_spread`'s std alone."""
+    spread = pooled_spread(samples)
+    return spread[0] if spread else None
 
 
 @dataclass(frozen=True)
